@@ -455,31 +455,24 @@ class WebhookReceiver:
             The answer to give, following the HTTP contract.
         """
         started = perf_counter()
-        try:
-            event, position = self._authenticate(body, headers)
-        except RequestRejected as exc:
-            return self.reject(exc, started=started)
-        routes = self._router.handlers_for(event)
-        if not routes and endpoint is None:
-            return self._finish(_with_event(_IGNORED, event), started, position)
+        admitted = self._admit(body, headers, endpoint, started)
+        if isinstance(admitted, Outcome):
+            return admitted
+        event, position, routes = admitted
         claim = None
         if self.dedup is not None:
             try:
-                claim = self.dedup.claim(self._dedup_key(event, body))
+                got: Claim | Exception = self.dedup.claim(self._dedup_key(event, body))
             except ConfigurationError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any store failure is "unavailable"
-                early = self._store_failed(exc, event, started, position)
-                if early is not None:
-                    return early
-            else:
-                early = self._unclaimed(claim, event, started, position)
-                if early is not None:
-                    return early
-                if self.deadline is not None:
-                    return self._run_with_deadline(
-                        routes, event, endpoint, claim, started, position
-                    )
+                got = exc
+            checked = self._check_claim(got, event, started, position)
+            if isinstance(checked, Outcome):
+                return checked
+            claim = checked
+            if claim is not None and self.deadline is not None:
+                return self._run_with_deadline(routes, event, endpoint, claim, started, position)
         return self._run_and_settle(routes, event, endpoint, claim, started, position)
 
     def _run_and_settle(
@@ -577,41 +570,34 @@ class WebhookReceiver:
             The answer to give, following the HTTP contract.
         """
         started = perf_counter()
-        try:
-            event, position = self._authenticate(body, headers)
-        except RequestRejected as exc:
-            return self.reject(exc, started=started)
-        routes = self._router.handlers_for(event)
-        if not routes and endpoint is None:
-            return self._finish(_with_event(_IGNORED, event), started, position)
+        admitted = self._admit(body, headers, endpoint, started)
+        if isinstance(admitted, Outcome):
+            return admitted
+        event, position, routes = admitted
         claim = None
         if self.dedup is not None:
             try:
-                claim = await self.dedup.claim_async(self._dedup_key(event, body))
+                got: Claim | Exception = await self.dedup.claim_async(self._dedup_key(event, body))
             except ConfigurationError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any store failure is "unavailable"
-                early = self._store_failed(exc, event, started, position)
-                if early is not None:
-                    return early
-            else:
-                early = self._unclaimed(claim, event, started, position)
-                if early is not None:
-                    return early
-                if self.deadline is not None:
-                    task = asyncio.ensure_future(
-                        self._run_and_settle_async(
-                            routes, event, endpoint, claim, started, position
-                        )
-                    )
-                    remaining = max(0.0, self.deadline - (perf_counter() - started))
-                    done, _ = await asyncio.wait((task,), timeout=remaining)
-                    if done:
-                        return task.result()
-                    # Keep a reference so the task is not collected; it settles the claim.
-                    self._background.add(task)
-                    task.add_done_callback(self._background.discard)
-                    return self._finish(_with_event(_DEADLINE, event), started, position)
+                got = exc
+            checked = self._check_claim(got, event, started, position)
+            if isinstance(checked, Outcome):
+                return checked
+            claim = checked
+            if claim is not None and self.deadline is not None:
+                task = asyncio.ensure_future(
+                    self._run_and_settle_async(routes, event, endpoint, claim, started, position)
+                )
+                remaining = max(0.0, self.deadline - (perf_counter() - started))
+                done, _ = await asyncio.wait((task,), timeout=remaining)
+                if done:
+                    return task.result()
+                # Keep a reference so the task is not collected; it settles the claim.
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+                return self._finish(_with_event(_DEADLINE, event), started, position)
         return await self._run_and_settle_async(routes, event, endpoint, claim, started, position)
 
     async def _run_and_settle_async(
@@ -684,27 +670,42 @@ class WebhookReceiver:
 
     # -- shared by both paths ----------------------------------------------------------
 
-    def _unclaimed(
-        self, claim: Claim, event: Event, started: float, position: int
-    ) -> Outcome | None:
-        if claim.state is ClaimState.CLAIMED:
-            return None
-        template = _DUPLICATE if claim.state is ClaimState.DONE else _IN_PROGRESS
-        return self._finish(_with_event(template, event), started, position)
+    def _admit(
+        self,
+        body: Body,
+        headers: Headers,
+        endpoint: Callable[[Event], object] | None,
+        started: float,
+    ) -> Outcome | tuple[Event, int, tuple[Route, ...]]:
+        """Verify and route; an ``Outcome`` when the delivery is already answered."""
+        try:
+            event, position = self._authenticate(body, headers)
+        except RequestRejected as exc:
+            return self.reject(exc, started=started)
+        routes = self._router.handlers_for(event)
+        if not routes and endpoint is None:
+            return self._finish(_with_event(_IGNORED, event), started, position)
+        return event, position, routes
 
-    def _store_failed(
-        self, exc: Exception, event: Event, started: float, position: int
-    ) -> Outcome | None:
+    def _check_claim(
+        self, got: Claim | Exception, event: Event, started: float, position: int
+    ) -> Outcome | Claim | None:
+        """What the store's answer means: answer now, run with the claim, or run without."""
+        if isinstance(got, Claim):
+            if got.state is ClaimState.CLAIMED:
+                return got
+            template = _DUPLICATE if got.state is ClaimState.DONE else _IN_PROGRESS
+            return self._finish(_with_event(template, event), started, position)
         if self.dedup_fail_open:
             logger.warning(
                 "census dedup store unavailable (%s); handling %s without deduplication",
-                _describe_store_error(exc),
+                _describe_store_error(got),
                 event.event,
             )
             return None
         logger.error(
             "census dedup store unavailable (%s); answering 503 so Census retries %s later",
-            _describe_store_error(exc),
+            _describe_store_error(got),
             event.event,
         )
         return self._finish(_with_event(_UNAVAILABLE, event), started, position)
