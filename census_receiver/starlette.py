@@ -1,0 +1,118 @@
+"""Pure ASGI middleware answering Census webhooks; works with Starlette, FastAPI, any ASGI app.
+
+It needs nothing from Starlette itself, so Starlette 0.x and 1.x (and FastAPI
+on top of either) work alike::
+
+    app.add_middleware(CensusWebhookMiddleware, receiver=receiver, path="/webhooks/census")
+
+Requests to ``path`` are answered here; every other scope (other paths,
+lifespan, websockets) goes to the wrapped app untouched, its body unread.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from ._types import ASGIApp, Receive, Scope, Send
+    from .receiver import Outcome, WebhookReceiver
+
+__all__ = ["CensusWebhookMiddleware"]
+
+# Past the limit the rest of the body is read and dropped (up to this much), so
+# the 413 goes out on a connection still in step with the client: a server that
+# closes a connection with unread input makes a client still sending see a
+# reset instead of the answer. uvicorn drops unread input itself once the
+# answer is sent; this covers servers that do not.
+_DRAIN_LIMIT = 16 * 1_048_576
+
+
+class CensusWebhookMiddleware:
+    """Answer Census deliveries POSTed to ``path``; pass everything else to ``app``.
+
+    Args:
+        app: the ASGI app to wrap.
+        receiver: the receiver that verifies and dispatches deliveries.
+        path: the webhook's path, relative to where the app is mounted
+            (``root_path`` and Starlette mounts are taken into account).
+
+    Raises:
+        ConfigurationError: if ``path`` does not start with ``/``.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, receiver: WebhookReceiver, path: str = "/webhooks/census"
+    ) -> None:
+        if not path.startswith("/"):
+            raise ConfigurationError(f"path must start with '/', not {path!r}")
+        self.app = app
+        self.receiver = receiver
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or _route_path(scope) != self.path:
+            await self.app(scope, receive, send)
+            return
+        receiver = self.receiver
+        headers = scope["headers"]
+        length = next((v for k, v in headers if k == b"content-length"), None)
+        outcome = receiver.check_request(scope["method"], length)
+        if outcome is None:
+            body = await _read_body(receive, receiver.max_body_size)
+            if body is None:  # the client left: nobody to answer, nothing to handle
+                return
+            outcome = await receiver.handle_async(body, headers)
+        await _send(send, outcome)
+
+
+def _route_path(scope: Scope) -> str:
+    # Newer servers and Starlette >= 0.33 mounts keep the full path in "path" and
+    # the prefix in "root_path"; older ones strip the prefix from "path". Like
+    # Starlette's get_route_path, drop the prefix only where "path" carries it.
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("/", ""):
+        return path[len(root) :]
+    return path
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """Read at most ``limit + 1`` bytes (enough to tell it is too big), or None on disconnect."""
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk: bytes = message.get("body", b"")
+        more = message.get("more_body", False)
+        if size + len(chunk) > limit:
+            chunks.append(chunk[: limit + 1 - size])
+            if more and not await _drain(receive):
+                return None
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+async def _drain(receive: Receive) -> bool:
+    """Read and drop the rest of the body, up to ``_DRAIN_LIMIT``; False on disconnect."""
+    dropped = 0
+    while dropped <= _DRAIN_LIMIT:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return False
+        dropped += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return True
+
+
+async def _send(send: Send, outcome: Outcome) -> None:
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers]
+    await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
+    await send({"type": "http.response.body", "body": outcome.body})
