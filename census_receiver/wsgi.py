@@ -1,0 +1,117 @@
+"""WSGI middleware answering Census webhooks, for Werkzeug, Flask, Django or any WSGI app.
+
+Needs no framework::
+
+    app.wsgi_app = CensusWebhookMiddleware(app.wsgi_app, receiver=receiver)
+
+Requests to ``path`` (matched against ``PATH_INFO``, so below any
+``SCRIPT_NAME`` the app is mounted at) are answered here; every other request
+goes to the wrapped app untouched, its input unread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from .receiver import WebhookReceiver
+
+__all__ = ["CensusWebhookMiddleware"]
+
+_DRAIN_LIMIT = 16 * 1_048_576  # see census_receiver.starlette
+_UNPREFIXED = frozenset({"CONTENT_TYPE", "CONTENT_LENGTH"})
+
+
+class CensusWebhookMiddleware:
+    """Answer Census deliveries POSTed to ``path``; pass everything else to ``app``.
+
+    Args:
+        app: the WSGI app to wrap.
+        receiver: the receiver that verifies and dispatches deliveries.
+        path: the webhook's path, compared with ``PATH_INFO``.
+
+    Raises:
+        ConfigurationError: if ``path`` does not start with ``/``.
+    """
+
+    def __init__(
+        self, app: WSGIApplication, *, receiver: WebhookReceiver, path: str = "/webhooks/census"
+    ) -> None:
+        if not path.startswith("/"):
+            raise ConfigurationError(f"path must start with '/', not {path!r}")
+        self.app = app
+        self.receiver = receiver
+        self.path = path
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != self.path:
+            return self.app(environ, start_response)
+        receiver = self.receiver
+        outcome = receiver.check_request(environ["REQUEST_METHOD"], environ.get("CONTENT_LENGTH"))
+        if outcome is None:
+            body = _read_body(environ, receiver.max_body_size)
+            outcome = receiver.handle(body, _EnvironHeaders(environ))
+        start_response(f"{outcome.status} {HTTPStatus(outcome.status).phrase}", [*outcome.headers])
+        return [outcome.body]
+
+
+def _read_body(environ: WSGIEnvironment, limit: int) -> bytes:
+    """Read at most ``limit + 1`` bytes: the declared length, or a server-terminated stream."""
+    stream = environ["wsgi.input"]
+    try:
+        length: int | None = int(environ.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        length = None
+    if length is None and not environ.get("wsgi.input_terminated"):
+        # Without a length, only a server that ends the stream itself (chunked
+        # input) makes reading safe; reading anyway could block forever.
+        return b""
+    wanted = limit + 1 if length is None else min(length, limit + 1)
+    chunks: list[bytes] = []
+    while wanted > 0 and (chunk := stream.read(wanted)):
+        chunks.append(chunk)
+        wanted -= len(chunk)
+    body = b"".join(chunks)
+    if len(body) > limit:  # drop the rest, bounded, so the 413 is seen (see starlette.py)
+        dropped = 0
+        while dropped <= _DRAIN_LIMIT and (chunk := stream.read(65_536)):
+            dropped += len(chunk)
+    return body
+
+
+class _EnvironHeaders(Mapping[str, str]):
+    """The request headers of a WSGI environ, by name in any case, without copying.
+
+    ``getlist`` splits on commas: servers fold a repeated header into one
+    comma-joined value, and the core must see a repeated ``X-Signature`` as such.
+    """
+
+    __slots__ = ("_environ",)
+
+    def __init__(self, environ: WSGIEnvironment) -> None:
+        self._environ = environ
+
+    def __getitem__(self, name: str) -> str:
+        key = name.upper().replace("-", "_")
+        value: Any = self._environ.get(key if key in _UNPREFIXED else f"HTTP_{key}")
+        if not isinstance(value, str):
+            raise KeyError(name)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        for key in self._environ:
+            if key.startswith("HTTP_") or key in _UNPREFIXED:
+                yield key.removeprefix("HTTP_").replace("_", "-").lower()
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def getlist(self, name: str) -> list[str]:
+        value = self.get(name)
+        return [] if value is None else [part.strip() for part in value.split(",")]
