@@ -1,0 +1,193 @@
+"""Flask: the ``census_webhook`` view decorator and the ``CensusWebhooks`` extension.
+
+A decorated view is called with the verified event, after the receiver's
+handlers, as part of handling (with dedup on, a duplicate does not call it)::
+
+    @app.post("/webhooks/census")
+    @census_webhook(receiver)
+    def census(event: Event) -> None: ...
+
+Or, with no view code at all, ``CensusWebhooks(app)`` registers the endpoint
+from the ``CENSUS_WEBHOOK_*`` config keys. Async handlers and views run on the
+receiver's own event loop, so ``flask[async]`` is not needed.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from flask import Flask, current_app, request
+
+from .errors import ConfigurationError
+from .receiver import DEFAULT_MAX_BODY_SIZE, WebhookReceiver
+from .wsgi import _read_body
+
+if TYPE_CHECKING:
+    from flask.typing import ResponseReturnValue
+
+    from .events import Event
+    from .receiver import Outcome
+
+__all__ = ["CensusWebhooks", "census_webhook"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def census_webhook(
+    receiver: WebhookReceiver,
+) -> Callable[[Callable[..., Any]], Callable[..., ResponseReturnValue]]:
+    """Make a view receive verified Census deliveries.
+
+    The view is called as ``view(event, **url_values)`` once the receiver's
+    handlers succeeded; what it returns is the answer, and ``None`` gives the
+    default ``200 {"status": "ok"}``. Refused deliveries never reach it. The raw
+    body is read first, whatever its content type, so ``request.get_json()``
+    still works in the view.
+
+    Args:
+        receiver: the receiver that verifies and dispatches deliveries.
+
+    Returns:
+        A view decorator.
+    """
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., ResponseReturnValue]:
+        @functools.wraps(view)
+        def webhook(**values: Any) -> ResponseReturnValue:
+            # URL values go along; the name stays the view's, for the logs.
+            endpoint = functools.wraps(view)(functools.partial(view, **values)) if values else view
+            outcome = _handle(receiver, endpoint)
+            if outcome.result is not None:
+                return cast("ResponseReturnValue", outcome.result)
+            return _response(outcome)
+
+        return webhook
+
+    return decorate
+
+
+def _handle(receiver: WebhookReceiver, endpoint: Callable[[Event], object] | None) -> Outcome:
+    outcome = receiver.check_request(request.method, request.headers.get("Content-Length"))
+    if outcome is None:
+        body = _read_body(request.environ, receiver.max_body_size)
+        request.stream = io.BytesIO(body)  # Werkzeug's cached stream, refilled for the view
+        outcome = receiver.handle(body, request.headers, endpoint=endpoint)
+    return outcome
+
+
+def _response(outcome: Outcome) -> ResponseReturnValue:
+    return current_app.response_class(outcome.body, outcome.status, list(outcome.headers))
+
+
+class CensusWebhooks:
+    """Flask extension serving the webhook endpoint from app config, with no view code.
+
+    ``init_app`` reads ``CENSUS_WEBHOOK_SECRET`` (a secret or a list; unset falls
+    back to the environment variable of that name), ``CENSUS_WEBHOOK_PATH``
+    (``/webhooks/census``) and ``CENSUS_WEBHOOK_MAX_BODY_SIZE`` (1 MiB), and
+    builds a receiver per app, unless one is given.
+
+    Args:
+        app: the app to set up now; or call ``init_app`` later (app factories).
+        receiver: a receiver to use for every app instead of building one.
+        **options: other ``WebhookReceiver`` keywords (``dedup=...``) for the
+            receivers built from config.
+
+    Raises:
+        ConfigurationError: if both ``receiver`` and ``options`` are given.
+    """
+
+    def __init__(
+        self, app: Flask | None = None, *, receiver: WebhookReceiver | None = None, **options: Any
+    ) -> None:
+        if receiver is not None and options:
+            raise ConfigurationError("give either receiver=... or receiver options, not both")
+        self._receiver = receiver
+        self._options = options
+        self._receivers: weakref.WeakKeyDictionary[Flask, WebhookReceiver] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._registrations: list[Callable[[WebhookReceiver], object]] = []
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Register the webhook endpoint on ``app``.
+
+        Args:
+            app: the Flask app.
+
+        Raises:
+            ConfigurationError: if this or another ``CensusWebhooks`` is already
+                registered on ``app``, or if there is no secret.
+        """
+        if "census_receiver" in app.extensions:
+            raise ConfigurationError(
+                "CensusWebhooks is already registered on this app: CensusWebhooks(app) calls "
+                "init_app(app) itself, so use one or the other, once per app"
+            )
+        config = app.config
+        config.setdefault("CENSUS_WEBHOOK_SECRET", None)
+        config.setdefault("CENSUS_WEBHOOK_PATH", "/webhooks/census")
+        config.setdefault("CENSUS_WEBHOOK_MAX_BODY_SIZE", DEFAULT_MAX_BODY_SIZE)
+        receiver = self._receiver
+        if receiver is None:
+            receiver = WebhookReceiver(
+                config["CENSUS_WEBHOOK_SECRET"],
+                max_body_size=config["CENSUS_WEBHOOK_MAX_BODY_SIZE"],
+                **self._options,
+            )
+            for register in self._registrations:
+                register(receiver)
+        self._receivers[app] = receiver
+        app.extensions["census_receiver"] = self
+        app.add_url_rule(
+            config["CENSUS_WEBHOOK_PATH"],
+            endpoint="census_receiver",
+            view_func=lambda: _response(_handle(receiver, None)),
+            methods=_METHODS,  # every method reaches the receiver: 405 with Allow: POST
+            provide_automatic_options=False,
+        )
+
+    @property
+    def receiver(self) -> WebhookReceiver:
+        """The receiver of the current app (or the one given to the constructor).
+
+        Raises:
+            ConfigurationError: if ``init_app`` was not called for the current app.
+        """
+        if self._receiver is not None:
+            return self._receiver
+        receiver = self._receivers.get(current_app._get_current_object())  # type: ignore[attr-defined]
+        if receiver is None:
+            raise ConfigurationError(
+                "CensusWebhooks is not set up on this app: call init_app first"
+            )
+        return receiver
+
+    def on(self, *patterns: str, **filters: Any) -> Callable[[_F], _F]:
+        """Register a handler, as ``WebhookReceiver.on``, on every app's receiver."""
+
+        def decorate(handler: _F) -> _F:
+            self._register(lambda receiver: receiver.on(*patterns, **filters)(handler))
+            return handler
+
+        return decorate
+
+    def on_error(self, hook: _F) -> _F:
+        """Register an error hook, as ``WebhookReceiver.on_error``, on every app's receiver."""
+        self._register(lambda receiver: receiver.on_error(hook))
+        return hook
+
+    def _register(self, register: Callable[[WebhookReceiver], object]) -> None:
+        if self._receiver is not None:
+            register(self._receiver)
+            return
+        self._registrations.append(register)
+        for receiver in self._receivers.values():
+            register(receiver)
