@@ -1,0 +1,9 @@
+"""Run the census-receiver command: ``python -m census_receiver``."""
+
+from __future__ import annotations
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
