@@ -40,6 +40,11 @@ _SIGNATURE_HEADER_BYTES = b"x-signature"
 _BLOCK_SIZE = 64  # SHA-256 block size, in bytes
 _DIGEST_SIZE = 32
 _ENCODED_SIZE = 44  # len(base64 of 32 bytes), padding included
+_WHITESPACE = " \t\n\r\x0b\x0c"  # what bytes.strip() removes
+_WHITESPACE_BYTES = _WHITESPACE.encode("ascii")
+_LAST_DATA_CHAR = 42
+# Base64 characters whose two low bits are zero: those that may precede the "=".
+_CANONICAL_LAST = frozenset(b"AEIMQUYcgkosw048")
 _IPAD = bytes(x ^ 0x36 for x in range(256))
 _OPAD = bytes(x ^ 0x5C for x in range(256))
 
@@ -75,9 +80,9 @@ def compute_signature(body: Body, secret: Secret) -> str:
 def decode_signature(value: str | bytes | None) -> bytes:
     """Decode an ``X-Signature`` header value into the 32-byte digest it claims.
 
-    Surrounding whitespace is tolerated; anything else that is not exactly 44
-    characters of standard, padded base64 is refused (hex, URL-safe, unpadded,
-    non-ASCII, wrong length).
+    Surrounding ASCII whitespace is tolerated; anything else that is not exactly
+    44 characters of canonical, standard, padded base64 is refused (hex,
+    URL-safe, unpadded, non-ASCII, wrong length, non-zero unused bits).
 
     Args:
         value: the header value, as ``str`` or ``bytes``, or ``None`` if absent.
@@ -92,7 +97,13 @@ def decode_signature(value: str | bytes | None) -> bytes:
     if value is None:
         raise MissingSignature("the X-Signature header is missing")
     try:
-        raw = value.strip().encode("ascii") if isinstance(value, str) else value.strip()
+        # Only ASCII whitespace: str.strip() would also drop U+00A0, U+2028 and
+        # other non-ASCII spaces a server may pass through from the raw bytes.
+        raw = (
+            value.strip(_WHITESPACE).encode("ascii")
+            if isinstance(value, str)
+            else value.strip(_WHITESPACE_BYTES)
+        )
     except UnicodeEncodeError:
         raise InvalidSignature("the X-Signature header is not base64") from None
     if not raw:
@@ -110,6 +121,10 @@ def decode_signature(value: str | bytes | None) -> bytes:
         raise InvalidSignature(
             "the X-Signature header is not a base64 HMAC-SHA256 digest (wrong length)"
         )
+    if raw[_LAST_DATA_CHAR] not in _CANONICAL_LAST:
+        # The 43rd character also carries 2 unused bits, which a decoder ignores:
+        # refuse the 3 other spellings of each digest, so one value is accepted.
+        raise InvalidSignature("the X-Signature header is not canonical base64")
     return digest
 
 
