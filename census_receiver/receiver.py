@@ -110,9 +110,14 @@ class Outcome:
         return decoded
 
 
+_HTML_SAFE = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026"}
+
+
 @functools.lru_cache(maxsize=256)
 def _answer(status: int, key: str, text: str, reason: str, *extra: tuple[str, str]) -> Outcome:
-    body = json.dumps({key: text}).encode("ascii")
+    # ASCII-only JSON with <, > and & escaped too: verified payload text quoted in a
+    # message stays inert even if the answer ends up shown inside an HTML page.
+    body = json.dumps({key: text}).translate(_HTML_SAFE).encode("ascii")
     headers = (
         ("content-type", "application/json"),
         ("content-length", str(len(body))),
@@ -177,11 +182,17 @@ def _secrets_from(secret: Secret | Sequence[Secret] | None) -> list[Secret]:
     )
 
 
+def _shown(value: object) -> str:
+    """A rejected option for an error message: numbers as such, anything else by type only,
+    since a string there may well be a secret pasted in the wrong place."""
+    return repr(value) if type(value) in (int, float, bool) else type(value).__name__
+
+
 def _positive(name: str, value: float | None, *, optional: bool = True) -> None:
     if value is None and optional:
         return
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigurationError(f"{name} must be a positive number, not {value!r}")
+        raise ConfigurationError(f"{name} must be a positive number, not {_shown(value)}")
 
 
 class WebhookReceiver:
@@ -233,7 +244,7 @@ class WebhookReceiver:
             or max_body_size < 1
         ):
             raise ConfigurationError(
-                f"max_body_size must be a positive number of bytes, not {max_body_size!r}"
+                f"max_body_size must be a positive number of bytes, not {_shown(max_body_size)}"
             )
         _positive("deadline", deadline)
         if deadline is not None and deadline >= 10:
@@ -383,7 +394,7 @@ class WebhookReceiver:
         allowed = self.allowed_workspaces
         if allowed is not None and event.workspace_id not in allowed:
             raise WorkspaceNotAllowed(
-                f"workspace {event.workspace_id} is not one of the allowed workspaces"
+                f"workspace {_printable(event.workspace_id)} is not one of the allowed workspaces"
             )
         return event, position
 
@@ -700,13 +711,13 @@ class WebhookReceiver:
             logger.warning(
                 "census dedup store unavailable (%s); handling %s without deduplication",
                 _describe_store_error(got),
-                event.event,
+                _printable(event.event),
             )
             return None
         logger.error(
             "census dedup store unavailable (%s); answering 503 so Census retries %s later",
             _describe_store_error(got),
-            event.event,
+            _printable(event.event),
         )
         return self._finish(_with_event(_UNAVAILABLE, event), started, position)
 
@@ -850,9 +861,18 @@ def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> Non
         thread.join(timeout=5)
 
 
+def _printable(value: object, limit: int = 64) -> str:
+    """Verified payload text for a log line or a message: one short, escaped line."""
+    text = str(value)
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
 def _describe_event(event: Event) -> str:
     return (
-        f"{event.event} workspace={event.workspace_id} sync={event.sync_id} run={event.sync_run_id}"
+        f"{_printable(event.event)} workspace={_printable(event.workspace_id)} "
+        f"sync={_printable(event.sync_id)} run={_printable(event.sync_run_id)}"
     )
 
 
