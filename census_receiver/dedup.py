@@ -26,19 +26,25 @@ reach its backend raises ``DedupUnavailable``; the receiver answers 503 then
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import hashlib
 import heapq
+import inspect
+import logging
 import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, TypeAlias, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, DedupUnavailable
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    import redis
+    import redis.asyncio
 
     from ._types import Body
     from .events import Event
@@ -51,6 +57,7 @@ __all__ = [
     "DedupStore",
     "InMemoryDedupStore",
     "KeyFunction",
+    "RedisDedupStore",
     "check_durations",
     "default_key",
 ]
@@ -246,3 +253,215 @@ class InMemoryDedupStore:
     async def release_async(self, claim: Claim) -> None:
         """``release``; it never blocks, so it runs on the event loop."""
         self.release(claim)
+
+
+logger = logging.getLogger("census_receiver")
+
+# The three steps as Lua scripts, each atomic on the server. A key holds either
+# the claim holder's token (hex, so never "done") with the lease as expiry, or
+# "done" with the ttl as expiry.
+_CLAIM = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == 'done' then return 2 end
+return 3
+"""
+_COMPLETE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    redis.call('SET', KEYS[1], 'done', 'PX', ARGV[2])
+    return 1
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_STATES = {1: ClaimState.CLAIMED, 2: ClaimState.DONE, 3: ClaimState.IN_PROGRESS}
+
+#: Clients ``RedisDedupStore`` accepts: redis-py's sync and asyncio ones.
+RedisClient: TypeAlias = (
+    "redis.Redis | redis.RedisCluster | redis.asyncio.Redis | redis.asyncio.RedisCluster"
+)
+
+
+class RedisDedupStore:
+    """A dedup store in Redis, shared by every process and machine that uses it.
+
+    Each step is one Lua script, atomic on the server: ``claim`` is a
+    ``SET key token NX PX lease``; ``complete`` and ``release`` act only when the
+    key still holds the caller's token; a done key is kept for ``ttl`` seconds.
+
+    Give it the client your code already uses. With ``redis.Redis`` it serves
+    both ``handle`` (WSGI, Flask) and ``handle_async`` (ASGI), where each call runs
+    in a worker thread so the event loop never blocks. With
+    ``redis.asyncio.Redis`` it serves ``handle_async`` only, natively. Set
+    ``socket_timeout`` (and ``socket_connect_timeout``) on the client, a second
+    or two: a Redis that stops answering must not hold a delivery past Census's
+    10 s.
+
+    Args:
+        client: a ``redis.Redis`` or ``redis.asyncio.Redis`` (cluster clients
+            work too: every script touches one key).
+        ttl: seconds a handled delivery is remembered.
+        lease: seconds a claim survives its holder (a crashed process).
+        prefix: put before every dedup key, to share a Redis database.
+
+    Raises:
+        ConfigurationError: for a non-positive ``ttl`` or ``lease``, a lease
+            longer than the ttl, or an empty prefix.
+    """
+
+    def __init__(
+        self,
+        client: RedisClient,
+        *,
+        ttl: float = DEFAULT_TTL,
+        lease: float = DEFAULT_LEASE,
+        prefix: str = "census:dedup:",
+    ) -> None:
+        import redis.exceptions
+
+        check_durations(ttl, lease)
+        if not prefix:
+            raise ConfigurationError("prefix must not be empty: it keeps dedup keys apart")
+        self.ttl = ttl
+        self.lease = lease
+        self.prefix = prefix
+        #: Whether ``client`` is an asyncio client (then only the async steps work).
+        self.is_async = inspect.iscoroutinefunction(getattr(client, "execute_command", None))
+        self._client = client
+        self._ttl_ms = max(1, round(ttl * 1000))
+        self._lease_ms = max(1, round(lease * 1000))
+        self._errors: tuple[type[Exception], ...] = (redis.exceptions.RedisError, OSError)
+        # register_script hands back a Script (sync client) or an AsyncScript, whose
+        # call returns the reply or an awaitable of it; each runs EVALSHA, then EVAL
+        # once if the server does not know the script (after a restart).
+        self._claim: Callable[..., Any] = client.register_script(_CLAIM)
+        self._complete: Callable[..., Any] = client.register_script(_COMPLETE)
+        self._release: Callable[..., Any] = client.register_script(_RELEASE)
+        pool = getattr(client, "connection_pool", None)
+        options = getattr(pool, "connection_kwargs", None)
+        if isinstance(options, dict) and options.get("socket_timeout") is None:
+            logger.warning(
+                "census RedisDedupStore: the Redis client has no socket_timeout; a Redis that "
+                "stops answering would hold deliveries past Census's 10 s (pass "
+                "socket_timeout=2, socket_connect_timeout=2 to the client)"
+            )
+
+    def __repr__(self) -> str:
+        kind = "asyncio" if self.is_async else "sync"
+        return (
+            f"RedisDedupStore({kind} client, ttl={self.ttl!r}, lease={self.lease!r}, "
+            f"prefix={self.prefix!r})"
+        )
+
+    def _unavailable(self, step: str, exc: Exception) -> DedupUnavailable:
+        # Name the failure by type only: redis-py's messages carry host names and
+        # the URL a client came from may carry a password.
+        return DedupUnavailable(f"Redis did not answer the dedup {step} ({type(exc).__name__})")
+
+    def _refuse_sync(self) -> ConfigurationError:
+        return ConfigurationError(
+            "an asyncio Redis client serves handle_async only (ASGI); "
+            "pass redis.Redis for WSGI/Flask"
+        )
+
+    # -- sync client -------------------------------------------------------------------
+
+    def claim(self, key: str) -> Claim:
+        """Atomically claim ``key``; see the module docstring.
+
+        Args:
+            key: the dedup key of the delivery.
+
+        Returns:
+            The claim: ``CLAIMED`` with a token, ``DONE`` or ``IN_PROGRESS``.
+
+        Raises:
+            DedupUnavailable: when Redis cannot be reached or fails.
+            ConfigurationError: when the store wraps an asyncio client.
+        """
+        if self.is_async:
+            raise self._refuse_sync()
+        token = secrets.token_hex(16)
+        try:
+            state = self._claim(keys=[self.prefix + key], args=[token, self._lease_ms])
+        except self._errors as exc:
+            raise self._unavailable("claim", exc) from None
+        return self._claimed(key, int(state), token)
+
+    def complete(self, claim: Claim) -> None:
+        """Mark the claimed key done for ``ttl`` seconds, if the claim is still held.
+
+        Raises:
+            DedupUnavailable: when Redis cannot be reached or fails.
+            ConfigurationError: when the store wraps an asyncio client.
+        """
+        if self.is_async:
+            raise self._refuse_sync()
+        try:
+            self._complete(keys=[self.prefix + claim.key], args=[claim.token, self._ttl_ms])
+        except self._errors as exc:
+            raise self._unavailable("complete", exc) from None
+
+    def release(self, claim: Claim) -> None:
+        """Drop the claim, if still held, so a retry runs the handlers again.
+
+        Raises:
+            DedupUnavailable: when Redis cannot be reached or fails.
+            ConfigurationError: when the store wraps an asyncio client.
+        """
+        if self.is_async:
+            raise self._refuse_sync()
+        try:
+            self._release(keys=[self.prefix + claim.key], args=[claim.token])
+        except self._errors as exc:
+            raise self._unavailable("release", exc) from None
+
+    # -- asyncio client, or a sync one in a thread ---------------------------------------
+
+    async def claim_async(self, key: str) -> Claim:
+        """``claim`` for ``handle_async``: native with an asyncio client, else in a thread.
+
+        Raises:
+            DedupUnavailable: when Redis cannot be reached or fails.
+        """
+        if not self.is_async:
+            return await asyncio.to_thread(self.claim, key)
+        token = secrets.token_hex(16)
+        try:
+            state = await self._claim(keys=[self.prefix + key], args=[token, self._lease_ms])
+        except self._errors as exc:
+            raise self._unavailable("claim", exc) from None
+        return self._claimed(key, int(state), token)
+
+    async def complete_async(self, claim: Claim) -> None:
+        """``complete`` for ``handle_async``.
+
+        Raises:
+            DedupUnavailable: when Redis cannot be reached or fails.
+        """
+        if not self.is_async:
+            return await asyncio.to_thread(self.complete, claim)
+        try:
+            await self._complete(keys=[self.prefix + claim.key], args=[claim.token, self._ttl_ms])
+        except self._errors as exc:
+            raise self._unavailable("complete", exc) from None
+
+    async def release_async(self, claim: Claim) -> None:
+        """``release`` for ``handle_async``.
+
+        Raises:
+            DedupUnavailable: when Redis cannot be reached or fails.
+        """
+        if not self.is_async:
+            return await asyncio.to_thread(self.release, claim)
+        try:
+            await self._release(keys=[self.prefix + claim.key], args=[claim.token])
+        except self._errors as exc:
+            raise self._unavailable("release", exc) from None
+
+    @staticmethod
+    def _claimed(key: str, state: int, token: str) -> Claim:
+        result = _STATES[state]
+        return Claim(key, result, token if result is ClaimState.CLAIMED else "")

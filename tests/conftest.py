@@ -9,6 +9,8 @@ import pytest
 from census_receiver import WebhookReceiver
 from census_receiver.testing import Delivery, make_delivery
 
+from .redis_server import RedisServer
+
 SECRET = "whsec_census_test"
 
 
@@ -27,3 +29,13 @@ def receiver(secret: str) -> Iterator[WebhookReceiver]:
 @pytest.fixture
 def failed_delivery(secret: str) -> Delivery:
     return make_delivery("sync.failed", secret=secret)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server on 127.0.0.1 (free port, no persistence) shared by the session.
+
+    Tests that use it call ``redis_server.flush()`` first, or use their own key prefix.
+    """
+    with RedisServer() as server:
+        yield server
