@@ -708,6 +708,7 @@ def _serve(args: argparse.Namespace, prog: str) -> int:
     generated = not found
     if generated:
         found = [secrets.token_hex(20)]
+    sock = _bind(args.host, args.port)
     from .dedup import InMemoryDedupStore
 
     receiver = _ServeReceiver(
@@ -717,7 +718,6 @@ def _serve(args: argparse.Namespace, prog: str) -> int:
         commands=args.exec_,
         dedup=InMemoryDedupStore() if args.dedup else None,
     )
-    sock = _bind(args.host, args.port)
     port = sock.getsockname()[1]
     shown_host = args.host
     if shown_host in ("0.0.0.0", "::", ""):  # noqa: S104 - naming it, not binding it
