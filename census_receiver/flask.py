@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from flask import Flask, current_app, request
+from flask import Flask, abort, current_app, request
 
 from .errors import ConfigurationError
 from .receiver import DEFAULT_MAX_BODY_SIZE, WebhookReceiver
@@ -75,6 +75,8 @@ def _handle(receiver: WebhookReceiver, endpoint: Callable[[Event], object] | Non
     outcome = receiver.check_request(request.method, request.headers.get("Content-Length"))
     if outcome is None:
         body = _read_body(request.environ, receiver.max_body_size)
+        if body is None:  # the client left mid-body: nothing to handle, nobody to answer
+            abort(400)
         request.stream = io.BytesIO(body)  # Werkzeug's cached stream, refilled for the view
         outcome = receiver.handle(body, request.headers, endpoint=endpoint)
     return outcome

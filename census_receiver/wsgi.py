@@ -56,13 +56,19 @@ class CensusWebhookMiddleware:
         outcome = receiver.check_request(environ["REQUEST_METHOD"], environ.get("CONTENT_LENGTH"))
         if outcome is None:
             body = _read_body(environ, receiver.max_body_size)
+            if body is None:  # the client left: nobody to answer, nothing to handle
+                start_response("400 Bad Request", [("content-length", "0")])
+                return []
             outcome = receiver.handle(body, _EnvironHeaders(environ))
         start_response(f"{outcome.status} {HTTPStatus(outcome.status).phrase}", [*outcome.headers])
         return [outcome.body]
 
 
-def _read_body(environ: WSGIEnvironment, limit: int) -> bytes:
-    """Read at most ``limit + 1`` bytes: the declared length, or a server-terminated stream."""
+def _read_body(environ: WSGIEnvironment, limit: int) -> bytes | None:
+    """Read at most ``limit + 1`` bytes; None if the client left before sending them all.
+
+    The body is the declared Content-Length, or a stream the server terminates.
+    """
     stream = environ["wsgi.input"]
     try:
         length: int | None = int(environ.get("CONTENT_LENGTH") or "")
@@ -74,15 +80,19 @@ def _read_body(environ: WSGIEnvironment, limit: int) -> bytes:
         return b""
     wanted = limit + 1 if length is None else min(length, limit + 1)
     chunks: list[bytes] = []
-    while wanted > 0 and (chunk := stream.read(wanted)):
-        chunks.append(chunk)
-        wanted -= len(chunk)
-    body = b"".join(chunks)
-    if len(body) > limit:  # drop the rest, bounded, so the 413 is seen (see starlette.py)
-        dropped = 0
-        while dropped <= _DRAIN_LIMIT and (chunk := stream.read(65_536)):
-            dropped += len(chunk)
-    return body
+    try:
+        while wanted > 0 and (chunk := stream.read(wanted)):
+            chunks.append(chunk)
+            wanted -= len(chunk)
+        if wanted <= 0 and length is None:  # over the limit: drop the rest, bounded (starlette.py)
+            dropped = 0
+            while dropped <= _DRAIN_LIMIT and (chunk := stream.read(65_536)):
+                dropped += len(chunk)
+    except OSError:  # servers raise their own OSError subclasses on a broken connection
+        return None
+    if length is not None and wanted > 0:
+        return None  # shorter than declared: the connection ended early
+    return b"".join(chunks)
 
 
 class _EnvironHeaders(Mapping[str, str]):
