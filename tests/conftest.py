@@ -9,6 +9,7 @@ import pytest
 from census_receiver import WebhookReceiver
 from census_receiver.testing import Delivery, make_delivery
 
+from .log_secrecy import log_secrecy as log_secrecy  # session-wide: no secret in any log
 from .redis_server import RedisServer
 
 SECRET = "whsec_census_test"

@@ -38,6 +38,7 @@ from census_receiver.signature import SecretSet
 from census_receiver.testing import make_body, make_payload, sign, signed_headers
 
 from .conftest import SECRET
+from .log_secrecy import SecrecyWatch
 
 #: Every status the HTTP contract allows.
 CONTRACT_CODES = frozenset({200, 400, 401, 403, 405, 409, 413, 500, 503})
@@ -720,3 +721,24 @@ def test_allowlist_is_checked_after_the_signature(allowlisted: Probe) -> None:
     body = make_body("sync.failed", workspace_id=9999)
     outcome = allowlisted.deliver(body, {"X-Signature": sign(body, OTHER_SECRET)})
     allowlisted.assert_refused_unparsed(outcome, 401)
+
+
+# -- the suite-wide log watch ------------------------------------------------------------------
+
+
+def test_suite_log_watch_catches_a_leaked_signature_or_secret(log_secrecy: SecrecyWatch) -> None:
+    # The watch behind tests/conftest.py is live: it flags what a leak would look like.
+    receiver = WebhookReceiver("whsec_watch_probe_secret")
+    body = make_body("sync.started")
+    expected = sign(body, "whsec_watch_probe_secret")
+    assert receiver.handle(body, {"X-Signature": expected}).status == 200
+    before = len(log_secrecy.leaks)
+    logger = logging.getLogger("census_receiver.probe")
+    logger.debug("got %s", expected)
+    logger.debug("hex %s", base64.b64decode(expected).hex())
+    logger.debug("secret", extra={"leaked": "whsec_watch_probe_secret"})
+    found = log_secrecy.leaks[before:]
+    del log_secrecy.leaks[before:]  # planted on purpose: not a failure of the suite
+    assert len(found) == 3
+    assert log_secrecy.records > 0
+    receiver.close()
