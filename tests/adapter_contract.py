@@ -8,18 +8,24 @@ functions taking a ``post`` callable, since they need two requests or threads.
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from werkzeug.test import Client, EnvironBuilder, run_wsgi_app
 
 from census_receiver import Event, NonRetryableError, WebhookReceiver
 from census_receiver.dedup import Claim, InMemoryDedupStore
 from census_receiver.testing import make_body, make_delivery, sign
 from tests.conftest import SECRET
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
 
 PATH = "/webhooks/census"
 LIMIT = 2048
@@ -191,6 +197,43 @@ def check(case: Case, answer: Answer, probe: Probe) -> None:
     assert len(probe.calls) == case.calls
     if case.allow is not None:
         assert answer.headers.get("allow") == case.allow
+
+
+# -- WSGI apps ------------------------------------------------------------------------
+
+
+def environ_for(req: Req) -> WSGIEnvironment:
+    builder = EnvironBuilder(
+        path=req.path,
+        method=req.method,
+        input_stream=io.BytesIO(req.body) if req.body or req.chunked else None,
+        headers=list(req.headers),
+    )
+    environ = builder.get_environ()
+    if req.chunked:  # as a server does for a chunked request: no length, stream ends itself
+        del environ["CONTENT_LENGTH"]
+        environ["wsgi.input_terminated"] = True
+    return environ
+
+
+def wsgi_poster(app: Any) -> Post:
+    """Send ``Req`` through Werkzeug's Client; chunked ones through ``run_wsgi_app``.
+
+    The Client rebuilds the environ and would give a chunked request its length back.
+    """
+    client = Client(app)
+
+    def post(req: Req) -> Answer:
+        if req.chunked:
+            app_iter, status, headers = run_wsgi_app(app, environ_for(req), buffered=True)
+            body = b"".join(app_iter)
+            pairs = {k.lower(): v for k, v in headers.items()}
+            return Answer(int(status.split()[0]), pairs, body)
+        response = client.open(environ_for(req))
+        pairs = {k.lower(): v for k, v in response.headers.items()}
+        return Answer(response.status_code, pairs, response.get_data())
+
+    return post
 
 
 # -- the dedup rows --------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 from flask import request as flask_request
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
-from werkzeug.test import Client, EnvironBuilder
+from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
 import census_receiver.wsgi
@@ -24,14 +24,15 @@ from tests.adapter_contract import (
     DEDUP_ROWS,
     LIMIT,
     PATH,
-    Answer,
     Case,
-    Post,
     Probe,
     Req,
     check,
     delivery,
     make_probe,
+)
+from tests.adapter_contract import (
+    wsgi_poster as poster,
 )
 from tests.conftest import SECRET
 
@@ -43,31 +44,6 @@ if TYPE_CHECKING:
 def echo(request: Request) -> Response:
     """A downstream app answering with the body it read."""
     return Response(request.get_data(), content_type=request.content_type)
-
-
-def environ_for(req: Req) -> WSGIEnvironment:
-    builder = EnvironBuilder(
-        path=req.path,
-        method=req.method,
-        input_stream=io.BytesIO(req.body) if req.body or req.chunked else None,
-        headers=list(req.headers),
-    )
-    environ = builder.get_environ()
-    if req.chunked:  # as a server does for a chunked request: no length, stream ends itself
-        del environ["CONTENT_LENGTH"]
-        environ["wsgi.input_terminated"] = True
-    return environ
-
-
-def poster(app: Any) -> Post:
-    client = Client(app)
-
-    def post(req: Req) -> Answer:
-        response = client.open(environ_for(req))
-        headers = {k.lower(): v for k, v in response.headers.items()}
-        return Answer(response.status_code, headers, response.get_data())
-
-    return post
 
 
 @pytest.fixture
