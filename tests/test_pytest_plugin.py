@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tomllib
@@ -246,3 +247,14 @@ def test_importing_the_plugin_loads_no_framework() -> None:
     assert "census_receiver" in loaded
     assert not loaded & FRAMEWORKS
     assert "census_receiver.testing" not in json.loads(done.stdout)
+
+
+def test_the_examples_of_docs_testing_md_pass_under_pytest(pytester: pytest.Pytester) -> None:
+    from .test_docs import blocks
+
+    code = [b.source for b in blocks(ROOT / "docs" / "testing.md") if b.lang == "python"]
+    source = "\n\n".join(code)
+    tests = len(re.findall(r"^def test_", source, re.MULTILINE))
+    assert tests >= 7
+    pytester.makepyfile(test_docs_testing=source)
+    run(pytester, "-W", "error").assert_outcomes(passed=tests)
