@@ -1,0 +1,160 @@
+"""Exactly once across worker processes: real servers sharing one Redis.
+
+gunicorn with sync workers around the WSGI middleware, and ``uvicorn --workers``
+around the ASGI middleware with the asyncio Redis client, each serve
+tests/integration/mp_app.py. 200 distinct events are each delivered twice at
+the same moment, from 16 client threads; a delivery answered 409 or 503 is
+retried, as Census would (sooner, to keep the test short). Every event must be
+handled exactly once: the handler increments a counter per event in Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from census_receiver.testing import Delivery, make_delivery
+
+from ..conftest import SECRET
+from ..redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS = 200
+WORKERS = 3
+#: Keys written by mp_app's handlers.
+HANDLED = "mp:handled:{}"
+PIDS = "mp:pids"
+
+
+def listening_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def command(server: str, fd: int) -> list[str]:
+    if server == "gunicorn":
+        return [
+            sys.executable, "-m", "gunicorn",
+            "--workers", str(WORKERS),
+            "--worker-class", "sync",
+            "--bind", f"fd://{fd}",
+            "--graceful-timeout", "5",
+            "--log-level", "warning",
+            "tests.integration.mp_app:wsgi_app",
+        ]  # fmt: skip
+    return [
+        sys.executable, "-m", "uvicorn",
+        "--workers", str(WORKERS),
+        "--fd", str(fd),
+        "--lifespan", "off",
+        "--log-level", "warning",
+        "--timeout-graceful-shutdown", "5",
+        "tests.integration.mp_app:asgi_app",
+    ]  # fmt: skip
+
+
+@pytest.fixture(params=["gunicorn", "uvicorn"])
+def server(
+    request: pytest.FixtureRequest, redis_server: RedisServer, tmp_path: Path
+) -> Iterator[str]:
+    """Start the server with its workers; yield its base URL; stop it and its workers."""
+    redis_server.flush()
+    sock = listening_socket()
+    port = sock.getsockname()[1]
+    env = {
+        **os.environ,
+        "CENSUS_WEBHOOK_SECRET": SECRET,
+        "CENSUS_TEST_REDIS_URL": redis_server.url,
+        "PYTHONPATH": str(ROOT),
+    }
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command(str(request.param), sock.fileno()),
+            cwd=ROOT,
+            env=env,
+            pass_fds=(sock.fileno(),),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    sock.close()  # the server holds its own copy
+    base = f"http://127.0.0.1:{port}"
+    try:
+        # Ready once every worker answered (other paths answer the worker's pid).
+        seen: set[str] = set()
+        deadline = time.monotonic() + 30
+        while len(seen) < WORKERS:
+            assert process.poll() is None, f"the server exited:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"workers seen: {seen}\n{log.read_text()[-3000:]}"
+            try:
+                seen.add(httpx.get(base + "/pid", timeout=2).text)
+            except httpx.TransportError:
+                time.sleep(0.05)
+        yield base
+    finally:
+        # The server and its workers share a process group of their own.
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def deliver_until_acknowledged(
+    client: httpx.Client, d: Delivery, pair: threading.Barrier
+) -> list[str]:
+    """POST like Census: retry on 409 and 503 (after 50 ms, not 4 s) until a 2xx."""
+    pair.wait(10)  # both copies of the event go out together
+    statuses: list[str] = []
+    for _ in range(200):
+        response = client.post("/webhooks/census", content=d.body, headers=d.headers)
+        statuses.append(response.json().get("status") or str(response.status_code))
+        if response.is_success:
+            return statuses
+        assert response.status_code in (409, 503), response.text
+        time.sleep(0.05)
+    raise AssertionError(f"never acknowledged: {statuses[-5:]}")
+
+
+def test_each_event_delivered_twice_concurrently_is_handled_exactly_once(
+    server: str, redis_server: RedisServer
+) -> None:
+    deliveries = [
+        make_delivery("sync.failed", secret=SECRET, sync_run_id=run) for run in range(EVENTS)
+    ]
+    pairs = [threading.Barrier(2) for _ in deliveries]
+    jobs = [(d, pair) for d, pair in zip(deliveries, pairs, strict=True) for _ in range(2)]
+    # A new connection per request, so the workers' accept() calls spread them.
+    limits = httpx.Limits(max_connections=16, max_keepalive_connections=0)
+    with (
+        httpx.Client(base_url=server, timeout=15, limits=limits) as client,
+        ThreadPoolExecutor(16) as pool,
+    ):
+        answers = list(pool.map(lambda job: deliver_until_acknowledged(client, *job), jobs))
+    with redis_server.client() as r:
+        counts = [int(r.get(HANDLED.format(run)) or 0) for run in range(EVENTS)]
+        pids = r.smembers(PIDS)
+    assert counts == [1] * EVENTS
+    finals = Counter(statuses[-1] for statuses in answers)
+    # One copy of each event ran the handler; the other found it done.
+    assert finals == {"ok": EVENTS, "duplicate": EVENTS}
+    assert len(pids) >= 2, "the deliveries were all served by one worker process"
