@@ -1,0 +1,105 @@
+"""The 10-second budget over real HTTP: answer 503 at the deadline, let the retry find the result.
+
+Census gives up on an attempt after 10 s and retries it. With dedup on, the
+receiver answers 503 at its deadline while the handlers keep running; Census's
+next attempt gets 409 while they still run, then 200 ``duplicate`` once they
+succeeded, and the handler never runs twice. Shown here under uvicorn (ASGI
+middleware, ``handle_async``) and Werkzeug (WSGI middleware, ``handle``), with
+the Redis store, and with a deadline of 0.3 s instead of 8 s to keep it short.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from census_receiver import Event, WebhookReceiver
+from census_receiver.dedup import RedisDedupStore
+from census_receiver.starlette import CensusWebhookMiddleware as ASGIMiddleware
+from census_receiver.testing import make_delivery
+from census_receiver.wsgi import CensusWebhookMiddleware as WSGIMiddleware
+from tests.adapter_contract import PATH, WAIT
+from tests.conftest import SECRET
+from tests.redis_server import RedisServer
+
+from .conftest import Served
+
+
+@pytest.fixture
+def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    redis_server.flush()
+    with redis_server.client() as c:
+        yield c
+
+
+async def not_found(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 404, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def not_found_wsgi(environ: Any, start_response: Any) -> list[bytes]:
+    start_response("404 Not Found", [])
+    return []
+
+
+@pytest.mark.parametrize("stack", ["asgi-uvicorn", "wsgi-werkzeug"])
+def test_slow_handler_gets_503_at_the_deadline_and_the_retry_a_duplicate(
+    stack: str,
+    client: redis.Redis,
+    uvicorn_server: Callable[[Any], Served],
+    werkzeug_server: Callable[[Any], Served],
+) -> None:
+    receiver = WebhookReceiver(SECRET, dedup=RedisDedupStore(client), deadline=0.3)
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
+    calls: list[Event] = []
+
+    @receiver.on("sync.failed")
+    def slow(event: Event) -> None:
+        calls.append(event)
+        started.set()
+        assert release.wait(WAIT)
+        finished.set()
+
+    if stack == "asgi-uvicorn":
+        served = uvicorn_server(ASGIMiddleware(not_found, receiver=receiver, path=PATH))
+    else:
+        served = werkzeug_server(WSGIMiddleware(not_found_wsgi, receiver=receiver, path=PATH))
+    d = make_delivery("sync.failed", secret=SECRET)
+    with httpx.Client(base_url=served.url, timeout=WAIT) as http:
+
+        def attempt() -> httpx.Response:
+            return http.post(PATH, content=d.body, headers=d.headers)
+
+        first = attempt()
+        # Answered at the deadline, long before Census's 10 s, with a non-2xx: retry later.
+        assert (first.status_code, first.json()) == (
+            503,
+            {"error": "still handling this delivery; retry later"},
+        )
+        assert started.wait(WAIT) and not finished.is_set()
+        second = attempt()  # a retry while the handler still runs
+        assert second.status_code == 409
+        release.set()
+        assert finished.wait(WAIT)
+        # The claim is settled just after the handler returns; Census's next retry
+        # (4 s later in real life) then finds the delivery done.
+        answers = []
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            answer = attempt()
+            answers.append(answer.status_code)
+            if answer.status_code != 409:
+                break
+            time.sleep(0.02)
+        assert (answer.status_code, answer.json()) == (200, {"status": "duplicate"}), answers
+    assert len(calls) == 1
+    reasons = receiver.stats.counts()
+    assert reasons[("sync.failed", "deadline")] == 1
+    assert reasons[("sync.failed", "duplicate")] == 1
+    receiver.close()
