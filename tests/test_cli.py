@@ -72,9 +72,11 @@ def run_cli(
 class Serve:
     """``census-receiver serve`` in a subprocess, its output collected line by line."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *args: str, env: dict[str, str] | None = None, command: list[str] | None = None
+    ) -> None:
         self.process = subprocess.Popen(
-            [*CLI, "serve", "--port", "0", *args],
+            command or [*CLI, "serve", "--port", "0", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
