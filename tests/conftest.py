@@ -40,3 +40,13 @@ def redis_server() -> Iterator[RedisServer]:
     """
     with RedisServer() as server:
         yield server
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Installed (pip install -e .), census_receiver's pytest plugin loads through its
+    # pytest11 entry point; from a plain checkout, register it here so the suite's own
+    # tests can use its fixtures either way. -p no:census_receiver still turns it off.
+    if not config.pluginmanager.has_plugin("census_receiver"):
+        from census_receiver import pytest_plugin
+
+        config.pluginmanager.register(pytest_plugin, "census_receiver")
