@@ -160,16 +160,16 @@ def enqueue_to(
         with connection.pipeline() as pipe:
             for _ in range(_WATCH_ATTEMPTS):
                 try:
-                    # WATCH the job's key, look for it, and enqueue in a MULTI
-                    # that fails if anyone touched the key since: two concurrent
-                    # retries of one delivery make one job.
+                    # WATCH the job's key and look for it; RQ then puts the
+                    # pipeline in MULTI (its documented use of a caller's
+                    # pipeline), so the enqueue fails with WatchError if anyone
+                    # touched the key since: concurrent copies make one job.
                     pipe.watch(key)  # type: ignore[no-untyped-call]
                     if pipe.exists(key):
                         logger.info(
                             "census event %s already enqueued as RQ job %s", event.event, jid
                         )
                         return jid
-                    pipe.multi()
                     enqueue_call(
                         func,
                         args=(dict(event.raw),),
