@@ -388,11 +388,14 @@ def test_works_inside_a_mount(probe: Probe) -> None:
 
 @pytest.mark.parametrize("prefix", ["", "/api"])
 def test_works_behind_a_root_path(probe: Probe, prefix: str) -> None:
+    # The TestClient puts the URL's path in scope["path"] as is: without the prefix,
+    # as older stacks did, or with it, as ASGI now specifies (Starlette 0.27 routes
+    # only the former; the middleware takes both).
     client = TestClient(make_app(probe.receiver, path="/hooks/census"), root_path="/api")
     d = delivery("sync.failed")
     answer = client.post(f"{prefix}/hooks/census", content=d.body, headers=list(d.headers))
     assert (answer.status_code, answer.json()) == (200, {"status": "ok"})
-    assert client.get(f"{prefix}/").text == "hello"  # routed the same way as the app's own
+    assert client.get("/").text == "hello"
 
 
 def test_websockets_and_lifespan_reach_the_app(probe: Probe) -> None:
