@@ -173,7 +173,17 @@ class CensusWebhooks:
         return receiver
 
     def on(self, *patterns: str, **filters: Any) -> Callable[[_F], _F]:
-        """Register a handler, as ``WebhookReceiver.on``, on every app's receiver."""
+        """Register a handler on every app's receiver, as ``WebhookReceiver.on`` does.
+
+        Registrations made before ``init_app`` apply to receivers built later.
+
+        Args:
+            *patterns: event names or shell-style patterns.
+            **filters: payload fields the event must have.
+
+        Returns:
+            A decorator that registers the function and returns it unchanged.
+        """
 
         def decorate(handler: _F) -> _F:
             self._register(lambda receiver: receiver.on(*patterns, **filters)(handler))
@@ -182,7 +192,14 @@ class CensusWebhooks:
         return decorate
 
     def on_error(self, hook: _F) -> _F:
-        """Register an error hook, as ``WebhookReceiver.on_error``, on every app's receiver."""
+        """Register an error hook on every app's receiver, as ``WebhookReceiver.on_error`` does.
+
+        Args:
+            hook: called as ``hook(exc, event)`` when a handler fails.
+
+        Returns:
+            ``hook`` unchanged.
+        """
         self._register(lambda receiver: receiver.on_error(hook))
         return hook
 

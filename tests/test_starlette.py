@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
@@ -470,3 +473,15 @@ def test_one_receiver_serves_concurrent_requests(probe: Probe) -> None:
         t.join(WAIT)
     assert errors == []
     assert len(probe.calls) == 20
+
+
+def test_importing_the_middleware_loads_no_framework() -> None:
+    code = (
+        "import sys, json\n"
+        "before = set(sys.modules)\n"
+        "import census_receiver.starlette\n"
+        "new = {m.split('.')[0] for m in set(sys.modules) - before}\n"
+        "print(json.dumps(sorted(new - set(sys.stdlib_module_names) - {'census_receiver'})))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -306,3 +309,15 @@ def test_wraps_a_plain_wsgi_callable(probe: Probe) -> None:
     post = poster(CensusWebhookMiddleware(_plain_app, receiver=probe.receiver))
     assert post(Req(method="GET", path="/")).status == 204
     assert post(delivery("sync.success")).status == 200
+
+
+def test_importing_the_middleware_loads_no_framework() -> None:
+    code = (
+        "import sys, json\n"
+        "before = set(sys.modules)\n"
+        "import census_receiver.wsgi\n"
+        "new = {m.split('.')[0] for m in set(sys.modules) - before}\n"
+        "print(json.dumps(sorted(new - set(sys.stdlib_module_names) - {'census_receiver'})))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
