@@ -20,16 +20,16 @@ from collections.abc import Callable, Sequence
 from importlib import metadata
 
 from . import asgi, e2e, flask_views, memory, verify, wsgi
-from .harness import Budget, CorrectnessError, Row, print_report, rows_to_json
+from .harness import Budget, CorrectnessError, Row, print_report, quiet_logs, rows_to_json
 
-#: Each group with its rounds in a full run (time per round differs by group).
-GROUPS: dict[str, tuple[Callable[[Budget], list[Row]], int]] = {
-    "verify": (verify.run, 31),
-    "asgi": (asgi.run, 41),
-    "wsgi": (wsgi.run, 41),
-    "flask": (flask_views.run, 41),
-    "e2e": (e2e.run, 32),
-    "memory": (memory.run, 1),
+#: Each group's run function and its budget for a full run.
+GROUPS: dict[str, tuple[Callable[[Budget], list[Row]], Budget]] = {
+    "verify": (verify.run, verify.BUDGET),
+    "asgi": (asgi.run, asgi.BUDGET),
+    "wsgi": (wsgi.run, wsgi.BUDGET),
+    "flask": (flask_views.run, flask_views.BUDGET),
+    "e2e": (e2e.run, e2e.BUDGET),
+    "memory": (memory.run, memory.BUDGET),
 }
 
 
@@ -67,12 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [n for n in names if n not in GROUPS]
     if unknown:
         parser.error(f"unknown group(s) {', '.join(unknown)}; choose from {', '.join(GROUPS)}")
+    quiet_logs()
     print(f"machine: {machine()}")
     rows: list[Row] = []
     started = time.monotonic()
     for name in names:
-        run, rounds = GROUPS[name]
-        budget = Budget.quick_run() if args.quick else Budget(rounds=rounds)
+        run, full = GROUPS[name]
+        budget = Budget.quick_run() if args.quick else full
         group_started = time.monotonic()
         try:
             rows += run(budget)

@@ -17,6 +17,7 @@ the figures do not depend on optional C accelerators being installed.
 from __future__ import annotations
 
 import json
+import os
 import select
 import signal
 import socket
@@ -153,6 +154,13 @@ class Server:
         except urllib.error.HTTPError as error:
             status = error.code
         return status
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system, every thread) the server has used so far."""
+        with open(f"/proc/{self.pid}/stat") as stat:
+            # Fields after the command name, which is in parentheses and may hold spaces.
+            fields = stat.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def peak_rss(self) -> int:
         """Peak resident memory of the server so far (VmHWM), in bytes."""
