@@ -46,7 +46,7 @@ class CensusWebhookMiddleware:
         self, app: ASGIApp, *, receiver: WebhookReceiver, path: str = "/webhooks/census"
     ) -> None:
         if not path.startswith("/"):
-            raise ConfigurationError(f"path must start with '/', not {path!r}")
+            raise ConfigurationError("path must start with '/'")
         self.app = app
         self.receiver = receiver
         self.path = path

@@ -44,7 +44,7 @@ class CensusWebhookMiddleware:
         self, app: WSGIApplication, *, receiver: WebhookReceiver, path: str = "/webhooks/census"
     ) -> None:
         if not path.startswith("/"):
-            raise ConfigurationError(f"path must start with '/', not {path!r}")
+            raise ConfigurationError("path must start with '/'")
         self.app = app
         self.receiver = receiver
         self.path = path
@@ -124,4 +124,4 @@ class _EnvironHeaders(Mapping[str, str]):
 
     def getlist(self, name: str) -> list[str]:
         value = self.get(name)
-        return [] if value is None else [part.strip() for part in value.split(",")]
+        return [] if value is None else [part.strip(" \t") for part in value.split(",")]
