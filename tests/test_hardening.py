@@ -14,10 +14,11 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import importlib
 import json
 import logging
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,7 @@ from census_receiver.events import parse_event
 from census_receiver.signature import SecretSet
 from census_receiver.testing import make_body, make_payload, sign, signed_headers
 
+from .adapter_contract import PATH, Answer, Post, Req, wsgi_poster
 from .conftest import SECRET
 from .log_secrecy import SecrecyWatch
 
@@ -742,3 +744,280 @@ def test_suite_log_watch_catches_a_leaked_signature_or_secret(log_secrecy: Secre
     assert len(found) == 3
     assert log_secrecy.records > 0
     receiver.close()
+
+
+# -- the same refusals through every adapter ---------------------------------------------------
+
+ADAPTERS = ["asgi", "starlette", "fastapi", "wsgi", "flask-view", "flask-extension"]
+
+
+async def _unreachable_asgi(scope: Any, receive: Any, send: Any) -> None:
+    raise AssertionError("the webhook path never reaches the wrapped app")
+
+
+def _unreachable_wsgi(environ: Any, start_response: Any) -> list[bytes]:
+    raise AssertionError("the webhook path never reaches the wrapped app")
+
+
+def _asgi_poster(app: Any) -> Post:
+    """Drive an ASGI app by hand: headers go into the scope exactly as given, duplicates too."""
+
+    def post(req: Req) -> Answer:
+        headers = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in req.headers]
+        if not req.chunked:
+            headers.append((b"content-length", str(len(req.body)).encode()))
+        pieces = list(req.pieces()) or [b""]
+        scope = {"type": "http", "method": req.method, "path": req.path, "headers": headers}
+        sent: list[MutableMapping[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            if pieces:
+                return {"type": "http.request", "body": pieces.pop(0), "more_body": bool(pieces)}
+            return {"type": "http.disconnect"}
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(message)
+
+        asyncio.run(app(scope, receive, send))
+        start, body = sent
+        names = {k.decode().lower(): v.decode() for k, v in start["headers"]}
+        return Answer(start["status"], names, body["body"])
+
+    return post
+
+
+def _client_poster(client: Any) -> Post:
+    """Send through Starlette's TestClient (httpx): duplicates and raw bytes kept as sent."""
+
+    def post(req: Req) -> Answer:
+        response = client.request(
+            req.method,
+            req.path,
+            content=req.pieces() if req.chunked else req.body,
+            headers=[(n, v.encode("latin-1")) for n, v in req.headers],
+        )
+        return Answer(response.status_code, dict(response.headers), response.content)
+
+    return post
+
+
+def _adapter(name: str, receiver: WebhookReceiver) -> Post:
+    if name == "asgi":
+        from census_receiver.starlette import CensusWebhookMiddleware
+
+        return _asgi_poster(CensusWebhookMiddleware(_unreachable_asgi, receiver=receiver))
+    if name == "starlette":
+        from starlette.applications import Starlette
+        from starlette.testclient import TestClient
+
+        from census_receiver.starlette import CensusWebhookMiddleware
+
+        app = Starlette()
+        app.add_middleware(CensusWebhookMiddleware, receiver=receiver, path=PATH)
+        return _client_poster(TestClient(app))
+    if name == "fastapi":
+        from fastapi import Depends, FastAPI
+        from fastapi.testclient import TestClient as FastAPIClient
+
+        from census_receiver.fastapi import census_event
+
+        api = FastAPI()
+        verified_event = Depends(census_event(receiver))
+
+        @api.post(PATH)
+        async def own_route(event: Event = verified_event) -> dict[str, str]:
+            return {"status": "ok"}
+
+        return _client_poster(FastAPIClient(api))
+    if name == "wsgi":
+        from census_receiver.wsgi import CensusWebhookMiddleware as WSGIMiddleware
+
+        return wsgi_poster(WSGIMiddleware(_unreachable_wsgi, receiver=receiver, path=PATH))
+    from flask import Flask
+
+    from census_receiver.flask import CensusWebhooks, census_webhook
+
+    flask_app = Flask(name)
+    if name == "flask-view":
+
+        @flask_app.post(PATH)
+        @census_webhook(receiver)
+        def view(event: Event) -> None:
+            return None
+
+    else:
+        CensusWebhooks(flask_app, receiver=receiver)
+    return wsgi_poster(flask_app)
+
+
+@pytest.fixture(params=ADAPTERS)
+def adapter(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Probe, Post]]:
+    """A probed receiver (1 KiB limit, allowlist 3167) behind one adapter, and its poster."""
+    receiver = WebhookReceiver(SECRET, max_body_size=1024, allowed_workspaces={3167})
+    for probe in _make_probe(monkeypatch, "sync", receiver):
+        yield probe, _adapter(request.param, receiver)
+
+
+def _answer_text(answer: Answer) -> str:
+    """The one message of an answer: ``error``/``status``, or FastAPI's ``detail``."""
+    assert len(answer.body) < 300
+    decoded = answer.json()
+    assert isinstance(decoded, dict) and len(decoded) == 1
+    ((key, value),) = decoded.items()
+    assert key in ("error", "status", "detail") and isinstance(value, str)
+    return value
+
+
+def _assert_unparsed(probe: Probe, answer: Answer, status: int) -> str:
+    assert answer.status == status
+    assert probe.parsed == [] and probe.handled == []
+    return _answer_text(answer)
+
+
+def test_adapter_handles_one_valid_signature(adapter: tuple[Probe, Post]) -> None:
+    probe, post = adapter
+    answer = post(Req(body=BODY, headers=(("X-Signature", f" {SIG} "),)))
+    assert answer.status == 200 and len(probe.handled) == 1
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param((("X-Signature", SIG), ("X-Signature", SIG)), id="same-twice"),
+        pytest.param((("X-Signature", SIG), ("x-signature", "junk")), id="valid-and-junk"),
+        pytest.param((("x-signature", ""), ("X-Signature", SIG)), id="empty-and-valid"),
+        pytest.param((("X-Signature", f"{SIG}, {SIG}"),), id="folded-by-a-server"),
+    ],
+)
+def test_adapter_refuses_repeated_signature_before_hmac(
+    adapter: tuple[Probe, Post], headers: tuple[tuple[str, str], ...]
+) -> None:
+    probe, post = adapter
+    _assert_unparsed(probe, post(Req(body=BODY, headers=headers)), 401)
+    assert probe.digests == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(DIGEST.hex(), id="hex"),
+        pytest.param(SIG.replace("/", "_").replace("+", "-"), id="urlsafe"),
+        pytest.param(SIG.rstrip("="), id="unpadded"),
+        pytest.param(_non_canonical(SIG), id="non-canonical"),
+        pytest.param(SIG[:-4], id="short"),
+        pytest.param(SIG[:-2] + "\xe9=", id="non-ascii-byte"),
+        pytest.param(SIG + "\xa0", id="no-break-space"),
+        pytest.param("", id="empty"),
+        pytest.param(sign(BODY, OTHER_SECRET), id="other-secret"),
+    ],
+)
+def test_adapter_refuses_malformed_or_wrong_signature(
+    adapter: tuple[Probe, Post], value: str
+) -> None:
+    probe, post = adapter
+    message = _assert_unparsed(probe, post(Req(body=BODY, headers=(("X-Signature", value),))), 401)
+    assert value not in message or not value
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_adapter_refuses_body_over_limit_before_hmac(
+    adapter: tuple[Probe, Post], chunked: bool
+) -> None:
+    probe, post = adapter
+    body = _padded(1025)
+    answer = post(
+        Req(body=body, headers=tuple(signed_headers(body, SECRET).items()), chunked=chunked)
+    )
+    _assert_unparsed(probe, answer, 413)
+    assert probe.digests == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"[" * 500 + b"]" * 500, id="deep"),
+        pytest.param(b'{"event": "x", "event": "y"}', id="duplicate-keys"),
+        pytest.param(b'{"event": "x", "n": NaN}', id="nan"),
+        pytest.param(b'{"event": "\xff"}', id="not-utf8"),
+        pytest.param(b'{"event": 1, "</script>\\n": "<b>"}', id="markup"),
+    ],
+)
+def test_adapter_answers_verified_malformed_payload_400(
+    adapter: tuple[Probe, Post], body: bytes
+) -> None:
+    probe, post = adapter
+    answer = post(Req(body=body, headers=tuple(signed_headers(body, SECRET).items())))
+    assert answer.status == 400 and probe.handled == [] and probe.parsed == [body]
+    message = _answer_text(answer)
+    assert "Traceback" not in message and b"<" not in answer.body and b"\\n" not in answer.body
+
+
+def test_adapter_refuses_other_workspace_403(
+    adapter: tuple[Probe, Post], caplog: pytest.LogCaptureFixture
+) -> None:
+    probe, post = adapter
+    body = make_body("sync.failed", workspace_id=4242)
+    with caplog.at_level(logging.WARNING, "census_receiver"):
+        answer = post(Req(body=body, headers=tuple(signed_headers(body, SECRET).items())))
+    assert answer.status == 403 and probe.handled == []
+    assert "4242" in _answer_text(answer)
+    assert [r.census_reason for r in caplog.records] == ["workspace_not_allowed"]  # type: ignore[attr-defined]
+
+
+def _flask_extension(**config: Any) -> object:
+    from flask import Flask
+
+    from census_receiver.flask import CensusWebhooks
+
+    app = Flask("configured")
+    app.config.update(config)
+    return CensusWebhooks(app)
+
+
+ADAPTER_CONFIG_ERRORS: list[Any] = [
+    pytest.param(
+        lambda: importlib.import_module("census_receiver.starlette").CensusWebhookMiddleware(
+            _unreachable_asgi, receiver=WebhookReceiver(SENTINEL), path=SENTINEL
+        ),
+        "path",
+        id="asgi-path",
+    ),
+    pytest.param(
+        lambda: importlib.import_module("census_receiver.wsgi").CensusWebhookMiddleware(
+            _unreachable_wsgi, receiver=WebhookReceiver(SENTINEL), path=SENTINEL
+        ),
+        "path",
+        id="wsgi-path",
+    ),
+    pytest.param(lambda: _flask_extension(CENSUS_WEBHOOK_SECRET=_BAD), "secret", id="flask-secret"),
+    pytest.param(
+        lambda: _flask_extension(CENSUS_WEBHOOK_SECRET=[SENTINEL, ""]), "secret", id="flask-empty"
+    ),
+    pytest.param(
+        lambda: _flask_extension(
+            CENSUS_WEBHOOK_SECRET=SENTINEL, CENSUS_WEBHOOK_MAX_BODY_SIZE=_TEXT
+        ),
+        "max_body_size",
+        id="flask-size",
+    ),
+    pytest.param(
+        lambda: importlib.import_module("census_receiver.flask").CensusWebhooks(
+            receiver=WebhookReceiver(SENTINEL), dedup=_TEXT
+        ),
+        "receiver",
+        id="flask-both",
+    ),
+]
+
+
+@pytest.mark.parametrize(("make", "setting"), ADAPTER_CONFIG_ERRORS)
+def test_adapter_configuration_errors_name_the_setting_not_its_value(
+    make: Callable[[], object], setting: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CENSUS_WEBHOOK_SECRET", raising=False)
+    with pytest.raises(ConfigurationError) as info:
+        make()
+    assert setting in str(info.value)
+    assert SENTINEL not in "".join(traceback.format_exception(info.value))
