@@ -17,6 +17,8 @@ import hmac
 import importlib
 import json
 import logging
+import select
+import socket
 import traceback
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
@@ -38,8 +40,11 @@ from census_receiver.events import parse_event
 from census_receiver.signature import SecretSet
 from census_receiver.testing import make_body, make_payload, sign, signed_headers
 
-from .adapter_contract import PATH, Answer, Post, Req, wsgi_poster
+from .adapter_contract import PATH, WAIT, Answer, Post, Req, wsgi_poster
 from .conftest import SECRET
+from .integration.conftest import Served, read_response
+from .integration.conftest import uvicorn_server as uvicorn_server  # a fixture
+from .integration.conftest import werkzeug_server as werkzeug_server  # a fixture
 from .log_secrecy import SecrecyWatch
 
 #: Every status the HTTP contract allows.
@@ -1021,3 +1026,133 @@ def test_adapter_configuration_errors_name_the_setting_not_its_value(
         make()
     assert setting in str(info.value)
     assert SENTINEL not in "".join(traceback.format_exception(info.value))
+
+
+# -- slow, endless and oversized clients against real servers -----------------------------------
+
+SERVER_LIMIT = 64 * 1024
+
+
+def _counting_asgi(app: Any, pulled: list[int]) -> Any:
+    """Counts the body bytes the wrapped app pulls from the server."""
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        async def counted() -> Any:
+            message = await receive()
+            pulled.append(len(message.get("body", b"")))
+            return message
+
+        await app(scope, counted, send)
+
+    return wrapped
+
+
+@dataclass
+class RealServer:
+    served: Served
+    probe: Probe
+    sizes: list[int]  # the length of each body the adapter handed to the core
+    pulled: list[int]  # body bytes per receive() (ASGI only)
+
+
+@pytest.fixture(params=["uvicorn", "werkzeug"])
+def real_server(
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    uvicorn_server: Callable[[Any], Served],
+    werkzeug_server: Callable[[Any], Served],
+) -> Iterator[RealServer]:
+    from census_receiver.starlette import CensusWebhookMiddleware
+    from census_receiver.wsgi import CensusWebhookMiddleware as WSGIMiddleware
+
+    receiver = WebhookReceiver(SECRET, max_body_size=SERVER_LIMIT)
+    sizes: list[int] = []
+    pulled: list[int] = []
+    probes = _make_probe(monkeypatch, "sync", receiver)
+    probe = next(probes)
+    real_sync, real_async = receiver.handle, receiver.handle_async
+
+    def handle(body: Any, headers: Any, **options: Any) -> Outcome:
+        sizes.append(len(body))
+        return real_sync(body, headers, **options)
+
+    async def handle_async(body: Any, headers: Any, **options: Any) -> Outcome:
+        sizes.append(len(body))
+        return await real_async(body, headers, **options)
+
+    monkeypatch.setattr(receiver, "handle", handle)
+    monkeypatch.setattr(receiver, "handle_async", handle_async)
+    if request.param == "uvicorn":
+        app = CensusWebhookMiddleware(_unreachable_asgi, receiver=receiver)
+        served = uvicorn_server(_counting_asgi(app, pulled))
+    else:
+        served = werkzeug_server(WSGIMiddleware(_unreachable_wsgi, receiver=receiver))
+    yield RealServer(served, probe, sizes, pulled)
+    next(probes, None)  # closes the receiver
+
+
+def _head(served: Served, framing: str) -> bytes:
+    return (
+        f"POST {PATH} HTTP/1.1\r\nHost: {served.host}:{served.port}\r\n"
+        f"X-Signature: {SIG}\r\n{framing}\r\n\r\n"
+    ).encode()
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def test_slow_chunked_client_makes_the_app_keep_at_most_the_limit(real_server: RealServer) -> None:
+    # 1 KiB at a time, four times the limit, no Content-Length: the server reads it
+    # piece by piece; the adapter keeps limit + 1 bytes, drops the rest, answers 413.
+    served = real_server.served
+    with socket.create_connection((served.host, served.port), timeout=WAIT) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(_head(served, "Transfer-Encoding: chunked"))
+        for _ in range(4 * SERVER_LIMIT // 1024):
+            sock.sendall(_chunk(b"x" * 1024))
+        sock.sendall(b"0\r\n\r\n")
+        status, _, body = read_response(sock)
+    assert status == 413 and b"larger than 65536 bytes" in body
+    assert real_server.sizes == [SERVER_LIMIT + 1]
+    assert real_server.probe.parsed == [] and real_server.probe.digests == []
+    if real_server.pulled:  # uvicorn: every byte was read from the socket, and dropped
+        assert sum(real_server.pulled) == 4 * SERVER_LIMIT
+
+
+def test_endless_client_is_answered_413_without_the_app_holding_its_body(
+    real_server: RealServer,
+) -> None:
+    # The client never ends its body. The adapter stops keeping bytes at the limit,
+    # reads and drops a bounded amount more, then answers while the client still sends.
+    served = real_server.served
+    piece = _chunk(b"y" * 65536)
+    sent = 0
+    with socket.create_connection((served.host, served.port), timeout=WAIT) as sock:
+        sock.sendall(_head(served, "Transfer-Encoding: chunked"))
+        try:
+            while sent < 64 * 1_048_576 and not select.select([sock], [], [], 0)[0]:
+                sock.sendall(piece)
+                sent += 65536
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed while we were still sending
+        status, _, _ = read_response(sock)
+    assert status == 413
+    assert sent < 64 * 1_048_576  # answered before the client ran out of patience
+    if real_server.pulled:
+        # uvicorn: the middleware read the limit and its bounded 16 MiB drain, each
+        # overshot by at most one message of whatever size the server passed on.
+        largest = max(real_server.pulled)
+        assert sum(real_server.pulled) <= SERVER_LIMIT + 16 * 1_048_576 + 2 * largest
+    assert real_server.sizes == [SERVER_LIMIT + 1]
+    assert real_server.probe.parsed == [] and real_server.probe.handled == []
+
+
+def test_declared_huge_body_is_refused_before_any_byte_is_read(real_server: RealServer) -> None:
+    served = real_server.served
+    with socket.create_connection((served.host, served.port), timeout=WAIT) as sock:
+        sock.sendall(_head(served, "Content-Length: 100000000"))  # and not one body byte
+        status, headers, _ = read_response(sock)
+    assert status == 413 and headers["content-type"] == "application/json"
+    assert real_server.sizes == [] and sum(real_server.pulled) == 0
+    assert real_server.probe.digests == []
