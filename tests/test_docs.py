@@ -8,6 +8,7 @@ file with its own line numbers, so a failure points at the file and line.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shlex
@@ -69,6 +70,9 @@ def _id(path: Path) -> str:
 def test_python_blocks_run(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
     saved_environ = dict(os.environ)
+    # A page may configure logging, as users do; the rest of the suite must not see it.
+    ours = logging.getLogger("census_receiver")
+    saved_logger = (ours.level, list(ours.handlers), ours.propagate)
     namespace: dict[str, object] = {"__name__": "docs"}
     try:
         for block in blocks(path):
@@ -83,6 +87,9 @@ def test_python_blocks_run(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         os.environ.clear()
         os.environ.update(saved_environ)
+        ours.setLevel(saved_logger[0])
+        ours.handlers[:] = saved_logger[1]
+        ours.propagate = saved_logger[2]
         for value in namespace.values():
             if isinstance(value, WebhookReceiver):
                 value.close()
@@ -133,3 +140,37 @@ def test_command_lines_in_the_docs_parse(path: Path) -> None:
             raise AssertionError(
                 f"{where}: census-receiver {shlex.join(args)} does not parse"
             ) from None
+
+
+LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    found = set()
+    inside = False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.lstrip().startswith("```"):
+            inside = not inside
+        elif not inside and line.startswith("#"):
+            found.add(slug(line.lstrip("#")))
+    return found
+
+
+@pytest.mark.parametrize("path", DOCS, ids=_id)
+def test_relative_links_point_at_existing_pages_and_headings(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    prose = re.sub(r"```.*?```", "", text, flags=re.DOTALL)
+    for target in LINK.findall(prose):
+        if re.match(r"^[a-z]+:", target):
+            continue  # https:, mailto:
+        page, _, anchor = target.partition("#")
+        linked = (path.parent / page).resolve() if page else path
+        assert linked.exists(), f"{_id(path)}: the link {target!r} points at no file"
+        if anchor and linked.suffix == ".md":
+            assert anchor in anchors(linked), f"{_id(path)}: no heading for {target!r}"
