@@ -121,6 +121,13 @@ def _scale(value: str) -> float:
     return scale
 
 
+def _seconds(value: str) -> float:
+    seconds = _scale(value)
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {value!r}")
+    return seconds
+
+
 def _port(value: str) -> int:
     try:
         port = int(value)
@@ -232,7 +239,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     send.add_argument(
         "--timeout",
-        type=_scale,
+        type=_seconds,
         default=TIMEOUT,
         help="seconds to wait for an answer (%(default)s)",
     )
@@ -370,7 +377,8 @@ def _post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tup
     scheme = urllib.parse.urlsplit(url).scheme
     if scheme not in ("http", "https"):
         raise _Failure(EXIT_INPUT, f"{url!r} is not an http:// or https:// URL")
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 - scheme checked above
+    # The scheme is checked above: no file:// or custom-scheme opening here.
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
     try:
         with _opener(url).open(request, timeout=timeout) as response:
             return response.status, response.reason, response.read(_SHOWN_CHARS)

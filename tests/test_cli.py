@@ -465,6 +465,16 @@ def test_send_to_an_unreachable_url_says_so(closed_port: int) -> None:
     assert f"cannot reach {url}" in done.stderr and "is the receiver running" in done.stderr
 
 
+def test_send_to_a_receiver_that_never_answers_times_out() -> None:
+    # A listening socket that never accepts: the kernel completes the connection and
+    # takes the request, and no answer ever comes.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/webhooks/census"
+        done = run_cli("send", "sync.failed", "--url", url, "--secret", SECRET, "--timeout", "0.5")
+    assert done.returncode == EXIT_UNREACHABLE
+    assert f"no answer from {url} within 0.5 s" in done.stderr
+
+
 def test_send_without_a_secret_says_where_to_get_one(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -596,6 +606,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         ["serve", "--port", "70000"],
         ["send"],
         ["send", "sync.failed", "--retry-scale", "-1"],
+        ["send", "sync.failed", "--timeout", "0"],
         ["sign", "--bogus"],
     ],
 )
