@@ -2,7 +2,7 @@
 
 Exits 1 when a "must reach" target is missed, 2 when a contender fails its
 correctness check (its figures would mean nothing), 0 otherwise. A full run
-takes about two and a half minutes on 2 cores.
+takes about two minutes on 2 cores.
 
 Options: ``--only verify,asgi`` runs some groups; ``--quick`` runs every code
 path and check once with tiny counts (its figures mean nothing); ``--json PATH``
