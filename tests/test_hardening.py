@@ -1,6 +1,8 @@
-"""Hostile input through the core: signatures, payloads, size, secrets, answers, allowlist.
+"""Hostile input: signatures, payloads, size, secrets, answers, allowlist.
 
-Every case asserts the exact status, that no handler ran, and, for anything
+Through the core first, then through every adapter (ASGI by hand, Starlette's and
+FastAPI's test clients, WSGI, Flask), then against real uvicorn and Werkzeug
+servers over raw sockets (slow, endless and oversized bodies). Every case asserts the exact status, that no handler ran, and, for anything
 unverified, that the body never reached JSON parsing (and, for anything
 malformed, not even the HMAC). The counting is done by wrappers installed on
 our own functions (``census_receiver.receiver.parse_event``, ``SecretSet.digest``
