@@ -2,12 +2,13 @@
 
 Through the core first, then through every adapter (ASGI by hand, Starlette's and
 FastAPI's test clients, WSGI, Flask), then against real uvicorn and Werkzeug
-servers over raw sockets (slow, endless and oversized bodies). Every case asserts the exact status, that no handler ran, and, for anything
-unverified, that the body never reached JSON parsing (and, for anything
-malformed, not even the HMAC). The counting is done by wrappers installed on
-our own functions (``census_receiver.receiver.parse_event``, ``SecretSet.digest``
-and the ``hmac.compare_digest`` the signature module calls); each wrapper calls
-through, so behaviour is unchanged.
+servers over raw sockets (slow, endless and oversized bodies). Every case
+asserts the exact status, that no handler ran, and, for anything unverified,
+that the body never reached JSON parsing (and, for anything malformed, not even
+the HMAC). The counting is done by wrappers installed on our own functions
+(``census_receiver.receiver.parse_event``, ``SecretSet.digest`` and the
+``hmac.compare_digest`` the signature module calls); each wrapper calls through,
+so behaviour is unchanged.
 """
 
 from __future__ import annotations
