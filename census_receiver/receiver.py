@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._frozen import fast_init
 from .dedup import Claim, ClaimState, DedupStore, default_key
 from .errors import (
     ConfigurationError,
@@ -155,8 +156,13 @@ for _cls in RequestRejected.__subclasses__():
     REASONS[_cls.reason] = _cls.status_code
 
 
+_build_outcome = fast_init(Outcome)
+
+
 def _with_event(template: Outcome, event: Event, result: object = None) -> Outcome:
-    return Outcome(template.status, template.body, template.headers, event, template.reason, result)
+    return _build_outcome(
+        template.status, template.body, template.headers, event, template.reason, result
+    )
 
 
 def _secrets_from(secret: Secret | Sequence[Secret] | None) -> list[Secret]:
@@ -536,7 +542,7 @@ class WebhookReceiver:
 
     def _call_sync(self, fn: Callable[[Event], object], event: Event) -> object:
         result = fn(event)
-        if inspect.isawaitable(result):
+        if result is not None and inspect.isawaitable(result):
             result = self._run_coroutine(result)
         return result
 
@@ -625,7 +631,10 @@ class WebhookReceiver:
         try:
             for route in routes:
                 failed = route.handler
-                await self._call_async(route.handler, route.is_async, event)
+                if route.is_async:  # the common case, awaited here without another coroutine
+                    await route.handler(event)  # type: ignore[misc]
+                else:
+                    await self._call_async(route.handler, False, event)
             if endpoint is not None:
                 failed = endpoint
                 result = await self._call_async(endpoint, is_async_callable(endpoint), event)
@@ -640,14 +649,15 @@ class WebhookReceiver:
             # Cancelled mid-handler: forget the claim so a retry runs the handlers.
             await self._store_async(claim, done=False)
             raise
-        await self._store_async(claim, done=True)
+        if claim is not None:
+            await self._store_async(claim, done=True)
         return self._settle(None, None, event, claim, started, position, None, result)
 
     async def _call_async(
         self, fn: Callable[[Event], object], is_async: bool, event: Event
     ) -> object:
         result = fn(event) if is_async else await self._in_thread(fn, event)
-        if inspect.isawaitable(result):
+        if result is not None and inspect.isawaitable(result):
             result = await result
         return result
 

@@ -79,7 +79,8 @@ class Router:
 
     def __init__(self) -> None:
         self._routes: list[Route] = []
-        self._by_name: dict[str, tuple[Route, ...]] = {}
+        # event name -> (routes matching it by name, whether any of them has filters)
+        self._by_name: dict[str, tuple[tuple[Route, ...], bool]] = {}
 
     def __len__(self) -> int:
         return len(self._routes)
@@ -129,13 +130,15 @@ class Router:
     def handlers_for(self, event: Event) -> tuple[Route, ...]:
         """Every route that applies to ``event``, in registration order."""
         name = event.event
-        by_name = self._by_name.get(name)
-        if by_name is None:
+        cached = self._by_name.get(name)
+        if cached is None:
             by_name = tuple(r for r in self._routes if r.matches_name(name))
+            cached = (by_name, any(r.filters for r in by_name))
             if len(self._by_name) >= _CACHE_LIMIT:
                 self._by_name.clear()
-            self._by_name[name] = by_name
-        if not by_name:
+            self._by_name[name] = cached
+        by_name, filtered = cached
+        if not filtered:
             return by_name
         return tuple(r for r in by_name if not r.filters or r.accepts(event))
 

@@ -143,7 +143,8 @@ def signature_from_headers(headers: Headers) -> str | bytes | None:
         InvalidSignature: if the header appears more than once.
     """
     found: list[str | bytes] = []
-    if isinstance(headers, Mapping):
+    # ASGI's scope["headers"] is a list: skip the slower ABC check for it.
+    if type(headers) is not list and isinstance(headers, Mapping):
         getlist = getattr(headers, "getlist", None)
         if getlist is not None:
             found = list(getlist(SIGNATURE_HEADER))

@@ -57,7 +57,11 @@ class CensusWebhookMiddleware:
             return
         receiver = self.receiver
         headers = scope["headers"]
-        length = next((v for k, v in headers if k == b"content-length"), None)
+        length = None
+        for name, value in headers:
+            if name == b"content-length":
+                length = value
+                break
         outcome = receiver.check_request(scope["method"], length)
         if outcome is None:
             body = await _read_body(receive, receiver.max_body_size)
@@ -112,7 +116,18 @@ async def _drain(receive: Receive) -> bool:
     return True
 
 
+# Answers come from a small set of header tuples; encode each once. The list sent
+# is a fresh copy every time, since servers and outer middleware may change it.
+_encoded: dict[tuple[tuple[str, str], ...], tuple[tuple[bytes, bytes], ...]] = {}
+
+
 async def _send(send: Send, outcome: Outcome) -> None:
-    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers]
-    await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
+    encoded = _encoded.get(outcome.headers)
+    if encoded is None:
+        if len(_encoded) >= 512:
+            _encoded.clear()
+        encoded = _encoded[outcome.headers] = tuple(
+            (k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers
+        )
+    await send({"type": "http.response.start", "status": outcome.status, "headers": list(encoded)})
     await send({"type": "http.response.body", "body": outcome.body})

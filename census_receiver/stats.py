@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_left
+from collections import deque
 from dataclasses import dataclass, field
 
 __all__ = ["ReceiverStats", "Timing"]
@@ -39,12 +40,21 @@ class Timing:
 
 
 class ReceiverStats:
-    """Thread-safe counters of deliveries, updated once per delivery by the receiver."""
+    """Thread-safe counters of deliveries, updated once per delivery by the receiver.
 
-    __slots__ = ("_counts", "_lock", "_timings")
+    Recording is on every delivery's path, reading is rare: ``record`` only
+    appends to a deque (atomic in CPython, no lock), and the entries are folded
+    into the counters under a lock when someone reads, or every ``_FOLD_EVERY``
+    records so the deque stays small.
+    """
+
+    __slots__ = ("_counts", "_lock", "_pending", "_timings")
+
+    _FOLD_EVERY = 256
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._pending: deque[tuple[str | None, str, float]] = deque()
         self._counts: dict[tuple[str, str], int] = {}
         self._timings: dict[str, Timing] = {}
 
@@ -57,21 +67,35 @@ class ReceiverStats:
             reason: the outcome label (``"handled"``, ``"invalid_signature"``, ...).
             seconds: time spent in the receiver.
         """
-        name = event if event is not None else "-"
+        pending = self._pending
+        pending.append((event, reason, seconds))
+        if len(pending) >= self._FOLD_EVERY:
+            self._fold()
+
+    def _fold(self) -> None:
+        """Move pending records into the counters (every reader calls this first)."""
         with self._lock:
-            key = (name, reason)
-            self._counts[key] = self._counts.get(key, 0) + 1
-            timing = self._timings.get(name)
-            if timing is None:
-                timing = self._timings[name] = Timing()
-            timing.count += 1
-            timing.total += seconds
-            if seconds > timing.max:
-                timing.max = seconds
-            timing.buckets[bisect_left(BUCKETS, seconds)] += 1
+            pending, counts, timings = self._pending, self._counts, self._timings
+            while pending:
+                try:
+                    event, reason, seconds = pending.popleft()
+                except IndexError:  # emptied by a reader that did not take our lock
+                    break
+                name = event if event is not None else "-"
+                key = (name, reason)
+                counts[key] = counts.get(key, 0) + 1
+                timing = timings.get(name)
+                if timing is None:
+                    timing = timings[name] = Timing()
+                timing.count += 1
+                timing.total += seconds
+                if seconds > timing.max:
+                    timing.max = seconds
+                timing.buckets[bisect_left(BUCKETS, seconds)] += 1
 
     def count(self, event: str | None = None, reason: str | None = None) -> int:
         """Deliveries recorded, optionally only those of one event name and/or reason."""
+        self._fold()
         with self._lock:
             return sum(
                 n
@@ -81,11 +105,13 @@ class ReceiverStats:
 
     def counts(self) -> dict[tuple[str, str], int]:
         """A copy of the counts by ``(event, reason)``; ``"-"`` stands for no event."""
+        self._fold()
         with self._lock:
             return dict(self._counts)
 
     def timings(self) -> dict[str, Timing]:
         """A copy of the handling times by event name."""
+        self._fold()
         with self._lock:
             return {
                 name: Timing(t.count, t.total, t.max, list(t.buckets))
@@ -113,5 +139,6 @@ class ReceiverStats:
     def reset(self) -> None:
         """Forget everything counted so far."""
         with self._lock:
+            self._pending.clear()
             self._counts.clear()
             self._timings.clear()
