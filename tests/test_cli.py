@@ -11,6 +11,8 @@ import http.server
 import json
 import os
 import re
+import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -298,9 +300,11 @@ def test_serve_without_secret_prints_one_and_a_send_command_that_works() -> None
     try:
         serve.wait_for(r"generated one")
         command = serve.wait_for(r" send sync\.completed ").strip()
-        assert command.startswith("python3 -m census_receiver send ") or command.startswith(
-            f"{sys.executable} -m census_receiver send "
-        )
+        # The printed interpreter is one this shell would run: this very Python.
+        prefix = command.split(" -m census_receiver send ", 1)[0]
+        found = shutil.which(shlex.split(prefix)[0])
+        assert found is not None
+        assert Path(found).resolve() == Path(sys.executable).resolve()
         args = command.split(" send ", 1)[1].split()
         done = run_cli("send", *args)
         assert done.returncode == EXIT_OK, done.stdout + done.stderr
