@@ -27,11 +27,9 @@ import os
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from ._frozen import fast_init
 from .dedup import Claim, ClaimState, DedupStore, default_key
 from .errors import (
     ConfigurationError,
@@ -77,9 +75,11 @@ _H = TypeVar("_H", bound=Callable[..., Any])
 _E = TypeVar("_E", bound=Callable[..., Any])
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What to answer a delivery, and what happened to it.
+class Outcome(NamedTuple):
+    """What to answer a delivery, and what happened to it (immutable).
+
+    A named tuple: one is built per delivery, and a tuple is the cheapest
+    immutable record to build.
 
     Attributes:
         status: the HTTP status code.
@@ -156,13 +156,7 @@ for _cls in RequestRejected.__subclasses__():
     REASONS[_cls.reason] = _cls.status_code
 
 
-_build_outcome = fast_init(Outcome)
-
-
-def _with_event(template: Outcome, event: Event, result: object = None) -> Outcome:
-    return _build_outcome(
-        template.status, template.body, template.headers, event, template.reason, result
-    )
+_new_tuple = tuple.__new__
 
 
 def _secrets_from(secret: Secret | Sequence[Secret] | None) -> list[Secret]:
@@ -506,7 +500,9 @@ class WebhookReceiver:
         try:
             for route in routes:
                 failed = route.handler
-                self._call_sync(route.handler, event)
+                returned = route.handler(event)
+                if returned is not None and inspect.isawaitable(returned):
+                    self._run_coroutine(returned)  # an async handler, on the private loop
             if endpoint is not None:
                 failed = endpoint
                 result = self._call_sync(endpoint, event)
@@ -514,11 +510,15 @@ class WebhookReceiver:
             if not isinstance(exc, NonRetryableError):
                 for hook in self._error_hooks:
                     self._call_hook_sync(hook, exc, event)
-            return self._settle(exc, failed, event, claim, started, position, self._store_sync)
+            return self._settle_failure(
+                exc, failed, event, claim, started, position, self._store_sync
+            )
         except BaseException:
             self._store_sync(claim, done=False)
             raise
-        return self._settle(None, None, event, claim, started, position, self._store_sync, result)
+        if claim is not None:
+            self._store_sync(claim, done=True)
+        return self._finish(_HANDLED, event, started, position, result)
 
     def _run_with_deadline(
         self,
@@ -538,7 +538,7 @@ class WebhookReceiver:
         try:
             return future.result(timeout=max(0.0, self.deadline - (perf_counter() - started)))
         except concurrent.futures.TimeoutError:
-            return self._finish(_with_event(_DEADLINE, event), started, position)
+            return self._finish(_DEADLINE, event, started, position)
 
     def _call_sync(self, fn: Callable[[Event], object], event: Event) -> object:
         result = fn(event)
@@ -614,7 +614,7 @@ class WebhookReceiver:
                 # Keep a reference so the task is not collected; it settles the claim.
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
-                return self._finish(_with_event(_DEADLINE, event), started, position)
+                return self._finish(_DEADLINE, event, started, position)
         return await self._run_and_settle_async(routes, event, endpoint, claim, started, position)
 
     async def _run_and_settle_async(
@@ -642,7 +642,7 @@ class WebhookReceiver:
             if not isinstance(exc, NonRetryableError):
                 for hook in self._error_hooks:
                     await self._call_hook_async(hook, exc, event)
-            outcome = self._settle(exc, failed, event, claim, started, position, None)
+            outcome = self._settle_failure(exc, failed, event, claim, started, position, None)
             await self._store_async(claim, done=outcome.ok)
             return outcome
         except BaseException:
@@ -651,7 +651,7 @@ class WebhookReceiver:
             raise
         if claim is not None:
             await self._store_async(claim, done=True)
-        return self._settle(None, None, event, claim, started, position, None, result)
+        return self._finish(_HANDLED, event, started, position, result)
 
     async def _call_async(
         self, fn: Callable[[Event], object], is_async: bool, event: Event
@@ -705,7 +705,7 @@ class WebhookReceiver:
             return self.reject(exc, started=started)
         routes = self._router.handlers_for(event)
         if not routes and endpoint is None:
-            return self._finish(_with_event(_IGNORED, event), started, position)
+            return self._finish(_IGNORED, event, started, position)
         return event, position, routes
 
     def _check_claim(
@@ -716,7 +716,7 @@ class WebhookReceiver:
             if got.state is ClaimState.CLAIMED:
                 return got
             template = _DUPLICATE if got.state is ClaimState.DONE else _IN_PROGRESS
-            return self._finish(_with_event(template, event), started, position)
+            return self._finish(template, event, started, position)
         if self.dedup_fail_open:
             logger.warning(
                 "census dedup store unavailable (%s); handling %s without deduplication",
@@ -729,23 +729,20 @@ class WebhookReceiver:
             _describe_store_error(got),
             _printable(event.event),
         )
-        return self._finish(_with_event(_UNAVAILABLE, event), started, position)
+        return self._finish(_UNAVAILABLE, event, started, position)
 
-    def _settle(
+    def _settle_failure(
         self,
-        error: Exception | None,
+        error: Exception,
         failed: Callable[..., object] | None,
         event: Event,
         claim: Claim | None,
         started: float,
         position: int,
         store: Callable[..., None] | None,
-        result: object = None,
     ) -> Outcome:
-        """Pick the answer for how the handlers ended; with ``store``, settle the claim too."""
-        if error is None:
-            template = _HANDLED
-        elif isinstance(error, NonRetryableError):
+        """Log a handler's failure and pick the answer; with ``store``, settle the claim too."""
+        if isinstance(error, NonRetryableError):
             template = _DROPPED
             logger.error(
                 "census handler %s gave up on %s for good (answered 200, no retry): %s",
@@ -765,17 +762,27 @@ class WebhookReceiver:
             )
         if store is not None:
             store(claim, done=template.ok)
-        return self._finish(_with_event(template, event, result), started, position)
+        return self._finish(template, event, started, position)
 
-    def _finish(self, outcome: Outcome, started: float, position: int) -> Outcome:
+    def _finish(
+        self,
+        template: Outcome,
+        event: Event,
+        started: float,
+        position: int,
+        result: object = None,
+    ) -> Outcome:
+        """Build the answer from ``template`` for ``event``; count it and log it."""
         elapsed = perf_counter() - started
-        event = outcome.event
-        name = event.event if event is not None else None
+        outcome = _new_tuple(
+            Outcome, (template[0], template[1], template[2], event, template[4], result)
+        )
+        name = event.event
         self.stats.record(name, outcome.reason, elapsed)
         if logger.isEnabledFor(logging.INFO):
             logger.info(
                 "census delivery %s: %s (%d) in %.1f ms, secret #%d [%s]",
-                _describe_event(event) if event is not None else "-",
+                _describe_event(event),
                 outcome.reason,
                 outcome.status,
                 elapsed * 1000,
@@ -793,7 +800,7 @@ class WebhookReceiver:
             logger.warning(
                 "census delivery %s took %.1f s, over the %.1f s budget (Census gives up "
                 "after 10 s): hand slow work to a queue",
-                _describe_event(event) if event is not None else "-",
+                _describe_event(event),
                 elapsed,
                 self.slow_handling,
             )

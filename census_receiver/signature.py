@@ -143,13 +143,12 @@ def signature_from_headers(headers: Headers) -> str | bytes | None:
         InvalidSignature: if the header appears more than once.
     """
     found: list[str | bytes] = []
-    # ASGI's scope["headers"] is a list: skip the slower ABC check for it.
-    if type(headers) is not list and isinstance(headers, Mapping):
-        getlist = getattr(headers, "getlist", None)
-        if getlist is not None:
-            found = list(getlist(SIGNATURE_HEADER))
-        else:
-            found = [v for k, v in headers.items() if k.lower() == SIGNATURE_HEADER]
+    # ASGI's scope["headers"] is a list of pairs: scan it without the ABC checks.
+    getlist = None if type(headers) is list else getattr(headers, "getlist", None)
+    if getlist is not None:
+        found = list(getlist(SIGNATURE_HEADER))
+    elif type(headers) is not list and isinstance(headers, Mapping):
+        found = [v for k, v in headers.items() if k.lower() == SIGNATURE_HEADER]
     else:
         pairs: Iterable[tuple[str | bytes, str | bytes]] = headers
         for name, value in pairs:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from ._types import ASGIApp, Receive, Scope, Send
+    from ._types import ASGIApp, Message, Receive, Scope, Send
     from .receiver import Outcome, WebhookReceiver
 
 __all__ = ["CensusWebhookMiddleware"]
@@ -52,7 +52,10 @@ class CensusWebhookMiddleware:
         self.path = path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _route_path(scope) != self.path:
+        if (
+            scope["type"] != "http"
+            or (_route_path(scope) if scope.get("root_path") else scope["path"]) != self.path
+        ):
             await self.app(scope, receive, send)
             return
         receiver = self.receiver
@@ -64,7 +67,11 @@ class CensusWebhookMiddleware:
                 break
         outcome = receiver.check_request(scope["method"], length)
         if outcome is None:
-            body = await _read_body(receive, receiver.max_body_size)
+            first = await receive()
+            if first["type"] == "http.request" and not first.get("more_body", False):
+                body: bytes | None = first.get("body", b"")  # the usual case: one message
+            else:
+                body = await _read_body(receive, receiver.max_body_size, first)
             if body is None:  # the client left: nobody to answer, nothing to handle
                 return
             outcome = await receiver.handle_async(body, headers)
@@ -82,13 +89,14 @@ def _route_path(scope: Scope) -> str:
     return path
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    """Read at most ``limit + 1`` bytes (enough to tell it is too big), or None on disconnect."""
+async def _read_body(receive: Receive, limit: int, message: Message) -> bytes | None:
+    """Keep at most ``limit + 1`` bytes (enough to tell it is too big), or None on disconnect.
+
+    ``message`` is the first one received; the rest are read here.
+    """
     chunks: list[bytes] = []
     size = 0
-    more = True
-    while more:
-        message = await receive()
+    while True:
         if message["type"] == "http.disconnect":
             return None
         chunk: bytes = message.get("body", b"")
@@ -100,6 +108,9 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
             break
         chunks.append(chunk)
         size += len(chunk)
+        if not more:
+            break
+        message = await receive()
     return b"".join(chunks)
 
 

@@ -9,8 +9,7 @@ lives in ``census_receiver.prometheus``.
 from __future__ import annotations
 
 import threading
-from bisect import bisect_left
-from collections import deque
+from bisect import bisect_right
 from dataclasses import dataclass, field
 
 __all__ = ["ReceiverStats", "Timing"]
@@ -42,19 +41,21 @@ class Timing:
 class ReceiverStats:
     """Thread-safe counters of deliveries, updated once per delivery by the receiver.
 
-    Recording is on every delivery's path, reading is rare: ``record`` only
-    appends to a deque (atomic in CPython, no lock), and the entries are folded
-    into the counters under a lock when someone reads, or every ``_FOLD_EVERY``
-    records so the deque stays small.
+    Recording is on every delivery's path and reading is rare, so ``record``
+    takes no lock: it appends the time to a list per (event, reason), and
+    ``list.append`` is atomic. Readers fold the lists into counts, sums and
+    histogram buckets under a lock, taking samples from the front of each list
+    (``del samples[:n]``, also atomic), so an append racing with a fold is kept
+    for the next one. A list is folded early when it reaches ``_FOLD_EVERY``.
     """
 
-    __slots__ = ("_counts", "_lock", "_pending", "_timings")
+    __slots__ = ("_counts", "_lock", "_samples", "_timings")
 
-    _FOLD_EVERY = 256
+    _FOLD_EVERY = 1024
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._pending: deque[tuple[str | None, str, float]] = deque()
+        self._samples: dict[tuple[str | None, str], list[float]] = {}
         self._counts: dict[tuple[str, str], int] = {}
         self._timings: dict[str, Timing] = {}
 
@@ -67,31 +68,43 @@ class ReceiverStats:
             reason: the outcome label (``"handled"``, ``"invalid_signature"``, ...).
             seconds: time spent in the receiver.
         """
-        pending = self._pending
-        pending.append((event, reason, seconds))
-        if len(pending) >= self._FOLD_EVERY:
+        key = (event, reason)
+        samples = self._samples.get(key)
+        if samples is None:
+            samples = self._samples.setdefault(key, [])  # atomic: one list per key
+        samples.append(seconds)
+        if len(samples) >= self._FOLD_EVERY:
             self._fold()
 
     def _fold(self) -> None:
-        """Move pending records into the counters (every reader calls this first)."""
+        """Fold every pending sample into the counters (every reader calls this first)."""
         with self._lock:
-            pending, counts, timings = self._pending, self._counts, self._timings
-            while pending:
-                try:
-                    event, reason, seconds = pending.popleft()
-                except IndexError:  # emptied by a reader that did not take our lock
-                    break
-                name = event if event is not None else "-"
-                key = (name, reason)
-                counts[key] = counts.get(key, 0) + 1
-                timing = timings.get(name)
-                if timing is None:
-                    timing = timings[name] = Timing()
-                timing.count += 1
-                timing.total += seconds
-                if seconds > timing.max:
-                    timing.max = seconds
-                timing.buckets[bisect_left(BUCKETS, seconds)] += 1
+            for key, samples in list(self._samples.items()):
+                n = len(samples)
+                if n:
+                    taken = samples[:n]
+                    del samples[:n]
+                    self._add(key, taken)
+
+    def _add(self, key: tuple[str | None, str], samples: list[float]) -> None:
+        # Called with the lock held.
+        event, reason = key
+        name = event if event is not None else "-"
+        n = len(samples)
+        self._counts[(name, reason)] = self._counts.get((name, reason), 0) + n
+        timing = self._timings.get(name)
+        if timing is None:
+            timing = self._timings[name] = Timing()
+        timing.count += n
+        timing.total += sum(samples)
+        timing.max = max(timing.max, max(samples))
+        samples.sort()
+        below = 0
+        for i, bound in enumerate(BUCKETS):
+            upto = bisect_right(samples, bound)
+            timing.buckets[i] += upto - below
+            below = upto
+        timing.buckets[-1] += n - below
 
     def count(self, event: str | None = None, reason: str | None = None) -> int:
         """Deliveries recorded, optionally only those of one event name and/or reason."""
@@ -139,6 +152,7 @@ class ReceiverStats:
     def reset(self) -> None:
         """Forget everything counted so far."""
         with self._lock:
-            self._pending.clear()
+            for samples in list(self._samples.values()):
+                del samples[:]
             self._counts.clear()
             self._timings.clear()

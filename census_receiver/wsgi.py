@@ -11,6 +11,7 @@ goes to the wrapped app untouched, its input unread.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator, Mapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -60,8 +61,13 @@ class CensusWebhookMiddleware:
                 start_response("400 Bad Request", [("content-length", "0")])
                 return []
             outcome = receiver.handle(body, _EnvironHeaders(environ))
-        start_response(f"{outcome.status} {HTTPStatus(outcome.status).phrase}", [*outcome.headers])
+        start_response(_status_line(outcome.status), list(outcome.headers))
         return [outcome.body]
+
+
+@functools.lru_cache(maxsize=32)
+def _status_line(status: int) -> str:
+    return f"{status} {HTTPStatus(status).phrase}"
 
 
 def _read_body(environ: WSGIEnvironment, limit: int) -> bytes | None:
@@ -81,6 +87,12 @@ def _read_body(environ: WSGIEnvironment, limit: int) -> bytes | None:
     wanted = limit + 1 if length is None else min(length, limit + 1)
     chunks: list[bytes] = []
     try:
+        if length is not None and length <= limit:  # the usual case: one read does it
+            body: bytes = stream.read(length)
+            if len(body) == length:
+                return body
+            chunks.append(body)  # a short read: the loop below reads the rest, or gives up
+            wanted -= len(body)
         while wanted > 0 and (chunk := stream.read(wanted)):
             chunks.append(chunk)
             wanted -= len(chunk)
@@ -108,8 +120,7 @@ class _EnvironHeaders(Mapping[str, str]):
         self._environ = environ
 
     def __getitem__(self, name: str) -> str:
-        key = name.upper().replace("-", "_")
-        value: Any = self._environ.get(key if key in _UNPREFIXED else f"HTTP_{key}")
+        value: Any = self._environ.get(_environ_key(name))
         if not isinstance(value, str):
             raise KeyError(name)
         return value
@@ -123,5 +134,22 @@ class _EnvironHeaders(Mapping[str, str]):
         return sum(1 for _ in self)
 
     def getlist(self, name: str) -> list[str]:
-        value = self.get(name)
-        return [] if value is None else [part.strip(" \t") for part in value.split(",")]
+        value = self._environ.get(_environ_key(name))
+        if not isinstance(value, str):
+            return []
+        if "," not in value:  # the usual case: the header came once
+            return [value.strip(" \t")]
+        return [part.strip(" \t") for part in value.split(",")]
+
+
+_KEYS = {"x-signature": "HTTP_X_SIGNATURE"}  # the one the core asks for, on every delivery
+
+
+def _environ_key(name: str) -> str:
+    """The environ key of a header name: ``x-signature`` is ``HTTP_X_SIGNATURE``."""
+    key = _KEYS.get(name)
+    if key is None:
+        key = name.upper().replace("-", "_")
+        if key not in _UNPREFIXED:
+            key = f"HTTP_{key}"
+    return key
