@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 
-from .errors import ConfigurationError, DedupUnavailable
+from .errors import ConfigurationError, DedupUnavailable, shown_value
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -157,10 +157,11 @@ def check_durations(ttl: float, lease: float) -> None:
     Raises:
         ConfigurationError: naming the setting at fault.
     """
-    if not ttl > 0:
-        raise ConfigurationError(f"ttl must be a positive number of seconds, not {ttl!r}")
-    if not lease > 0:
-        raise ConfigurationError(f"lease must be a positive number of seconds, not {lease!r}")
+    for name, value in (("ttl", ttl), ("lease", lease)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ConfigurationError(
+                f"{name} must be a positive number of seconds, not {shown_value(value)}"
+            )
     if lease > ttl:
         raise ConfigurationError("lease must not be longer than ttl")
 

@@ -108,3 +108,10 @@ class NonRetryableError(CensusReceiverError):
     The delivery is logged as failed for good, remembered as done by the dedup store,
     and answered 200, since Census retries every non-2xx answer, 4xx included.
     """
+
+
+def shown_value(value: object) -> str:
+    """A rejected setting's value for an error message: numbers as they are, anything
+    else by its type only, since a string there may be a secret pasted in the wrong place.
+    """
+    return repr(value) if type(value) in (int, float, bool) else type(value).__name__

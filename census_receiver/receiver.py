@@ -40,6 +40,7 @@ from .errors import (
     PayloadTooLarge,
     RequestRejected,
     WorkspaceNotAllowed,
+    shown_value,
 )
 from .events import Event, parse_event
 from .routing import Route, Router, describe, is_async_callable
@@ -182,17 +183,11 @@ def _secrets_from(secret: Secret | Sequence[Secret] | None) -> list[Secret]:
     )
 
 
-def _shown(value: object) -> str:
-    """A rejected option for an error message: numbers as such, anything else by type only,
-    since a string there may well be a secret pasted in the wrong place."""
-    return repr(value) if type(value) in (int, float, bool) else type(value).__name__
-
-
 def _positive(name: str, value: float | None, *, optional: bool = True) -> None:
     if value is None and optional:
         return
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigurationError(f"{name} must be a positive number, not {_shown(value)}")
+        raise ConfigurationError(f"{name} must be a positive number, not {shown_value(value)}")
 
 
 class WebhookReceiver:
@@ -244,7 +239,8 @@ class WebhookReceiver:
             or max_body_size < 1
         ):
             raise ConfigurationError(
-                f"max_body_size must be a positive number of bytes, not {_shown(max_body_size)}"
+                "max_body_size must be a positive number of bytes, not "
+                + shown_value(max_body_size)
             )
         _positive("deadline", deadline)
         if deadline is not None and deadline >= 10:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from fnmatch import translate
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, shown_value
 
 if TYPE_CHECKING:
     from ._types import Handler
@@ -112,7 +112,8 @@ class Router:
         for pattern in patterns:
             if not isinstance(pattern, str) or not pattern:
                 raise ConfigurationError(
-                    f"event patterns must be non-empty strings, not {pattern!r}"
+                    "event patterns must be non-empty strings, not "
+                    + ("an empty string" if pattern == "" else shown_value(pattern))
                 )
         if not callable(handler):
             raise ConfigurationError(f"a handler must be callable, not {type(handler).__name__}")

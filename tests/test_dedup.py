@@ -382,3 +382,11 @@ def test_deadline_keeps_flask_style_context(mode: str) -> None:
     runner(receiver, mode)(d.body, d.headers)
     assert seen == ["request context"]
     receiver.close()
+
+
+@pytest.mark.parametrize("option", ["ttl", "lease"])
+def test_non_number_durations_are_refused_without_echoing_them(option: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"{option} must be a positive number") as info:
+        InMemoryDedupStore(**{option: "whsec_pasted_here"})  # type: ignore[arg-type]
+    assert "whsec_pasted_here" not in str(info.value)
+    assert "str" in str(info.value)

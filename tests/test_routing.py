@@ -160,3 +160,10 @@ def test_every_documented_name_is_routable() -> None:
     router = Router()
     router.add(noop, EVENT_NAMES, {})
     assert all(len(router.handlers_for(event(n))) == 1 for n in EVENT_NAMES)
+
+
+def test_bad_pattern_is_named_by_type_not_echoed() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Router().add(noop, (b"whsec_pasted_here",), {})  # type: ignore[arg-type]
+    assert "whsec_pasted_here" not in str(info.value)
+    assert "bytes" in str(info.value)
