@@ -41,7 +41,7 @@ def encode(payload: Any) -> bytes:
 
 
 @pytest.mark.parametrize(
-    ("payload", "model"), zip(DOCUMENTED_EXAMPLES, EXPECTED_MODELS, strict=True)
+    ("payload", "model"), list(zip(DOCUMENTED_EXAMPLES, EXPECTED_MODELS, strict=True))
 )
 def test_documented_example_parses_to_its_model(
     payload: dict[str, Any], model: type[Event]
