@@ -236,6 +236,21 @@ def wsgi_poster(app: Any) -> Post:
     return post
 
 
+def client_poster(client: Any) -> Post:
+    """Send ``Req`` through an httpx-style client (Starlette's and FastAPI's TestClient)."""
+
+    def post(req: Req) -> Answer:
+        response = client.request(
+            req.method,
+            req.path,
+            content=req.pieces() if req.chunked else req.body,
+            headers=list(req.headers),
+        )
+        return Answer(response.status_code, dict(response.headers), response.content)
+
+    return post
+
+
 # -- the dedup rows --------------------------------------------------------------------
 
 

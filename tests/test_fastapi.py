@@ -28,27 +28,15 @@ from tests.adapter_contract import (
     Answer,
     Case,
     DownStore,
-    Post,
     Probe,
-    Req,
     check,
     delivery,
     make_probe,
 )
+from tests.adapter_contract import (
+    client_poster as poster,
+)
 from tests.conftest import SECRET
-
-
-def poster(client: TestClient) -> Post:
-    def post(req: Req) -> Answer:
-        response = client.request(
-            req.method,
-            req.path,
-            content=req.pieces() if req.chunked else req.body,
-            headers=list(req.headers),
-        )
-        return Answer(response.status_code, dict(response.headers), response.content)
-
-    return post
 
 
 @pytest.fixture

@@ -32,14 +32,15 @@ from tests.adapter_contract import (
     LIMIT,
     PATH,
     WAIT,
-    Answer,
     Case,
-    Post,
     Probe,
     Req,
     check,
     delivery,
     make_probe,
+)
+from tests.adapter_contract import (
+    client_poster as poster,
 )
 from tests.conftest import SECRET
 
@@ -325,19 +326,6 @@ def make_app(receiver: WebhookReceiver, **options: Any) -> Starlette:
     app = Starlette(routes=[Route("/echo", echo_endpoint, methods=["POST"]), Route("/", hello)])
     app.add_middleware(CensusWebhookMiddleware, receiver=receiver, **options)
     return app
-
-
-def poster(client: TestClient) -> Post:
-    def post(req: Req) -> Answer:
-        response = client.request(
-            req.method,
-            req.path,
-            content=req.pieces() if req.chunked else req.body,
-            headers=list(req.headers),
-        )
-        return Answer(response.status_code, dict(response.headers), response.content)
-
-    return post
 
 
 @pytest.fixture
