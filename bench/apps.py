@@ -19,7 +19,7 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from census_receiver import Event, WebhookReceiver
@@ -38,6 +38,7 @@ __all__ = [
     "bare_asgi",
     "bare_wsgi",
     "census_receiver_for",
+    "close_receivers",
     "flask_apps",
     "starlette_by_hand",
     "wsgi_apps",
@@ -299,3 +300,10 @@ def flask_apps() -> dict[str, tuple[WSGIApplication, Calls, WebhookReceiver | No
     )
     apps["Flask + WSGI middleware"] = (wrapped, wrapped_calls, wrapped_receiver)
     return apps
+
+
+def close_receivers(apps: Mapping[str, tuple[Any, Calls, WebhookReceiver | None]]) -> None:
+    """Stop the worker threads of every contender's receiver."""
+    for _, _, receiver in apps.values():
+        if receiver is not None:
+            receiver.close()

@@ -22,17 +22,17 @@ from typing import Any
 
 from census_receiver.testing import DOCUMENTED_EXAMPLES, sign
 
-from .apps import ASGI, PATH, SECRET, Calls, Message, asgi_apps
+from .apps import ASGI, PATH, SECRET, Calls, Message, asgi_apps, close_receivers
 from .harness import (
     Batch,
     Budget,
     Figure,
     Row,
     check,
+    check_counts,
     make_row,
     measure,
-    print_report,
-    quiet_logs,
+    run_alone,
 )
 
 __all__ = ["FIGURES", "drive", "run"]
@@ -186,23 +186,16 @@ def run(budget: Budget) -> list[Row]:
             contenders[name] = batch
         samples = measure(contenders, budget)
         for name, (_, calls, _) in apps.items():
-            check(ok[name] == sent[name], f"{name}: {sent[name] - ok[name]} requests not 200")
-            check(
-                calls.n == sent[name],
-                f"{name}: {sent[name]} requests ran the handler {calls.n} times",
-            )
+            check_counts(name, sent[name], ok[name], calls.n)
     finally:
-        for _, _, receiver in apps.values():
-            if receiver is not None:
-                receiver.close()
+        close_receivers(apps)
         loop.close()
     return [make_row(GROUP, figure, samples, quick=budget.quick) for figure in FIGURES]
 
 
 def main() -> int:
     """Run this group alone and print its table; non-zero if a must was missed."""
-    quiet_logs()
-    return print_report(run(BUDGET))
+    return run_alone(run, BUDGET)
 
 
 if __name__ == "__main__":

@@ -42,8 +42,7 @@ from .harness import (
     Row,
     check,
     make_row,
-    print_report,
-    quiet_logs,
+    run_alone,
 )
 from .serve import Server
 
@@ -226,8 +225,7 @@ def run(budget: Budget) -> list[Row]:
 
 def main() -> int:
     """Run this group alone and print its table; non-zero if a must was missed."""
-    quiet_logs()
-    return print_report(run(BUDGET))
+    return run_alone(run, BUDGET)
 
 
 if __name__ == "__main__":

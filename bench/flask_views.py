@@ -15,8 +15,14 @@ from __future__ import annotations
 
 import sys
 
-from .apps import flask_apps
-from .harness import Budget, Figure, Row, make_row, print_report, quiet_logs
+from .apps import close_receivers, flask_apps
+from .harness import (
+    Budget,
+    Figure,
+    Row,
+    make_row,
+    run_alone,
+)
 from .wsgi import measure_apps
 
 __all__ = ["FIGURES", "run"]
@@ -60,16 +66,13 @@ def run(budget: Budget) -> list[Row]:
     try:
         samples = measure_apps(apps, budget)
     finally:
-        for _, _, receiver in apps.values():
-            if receiver is not None:
-                receiver.close()
+        close_receivers(apps)
     return [make_row(GROUP, figure, samples, quick=budget.quick) for figure in FIGURES]
 
 
 def main() -> int:
     """Run this group alone and print its table; non-zero if a must was missed."""
-    quiet_logs()
-    return print_report(run(BUDGET))
+    return run_alone(run, BUDGET)
 
 
 if __name__ == "__main__":

@@ -34,12 +34,14 @@ __all__ = [
     "Row",
     "calibrate",
     "check",
+    "check_counts",
     "failed_musts",
     "format_table",
     "measure",
     "print_report",
     "quiet_logs",
     "rows_to_json",
+    "run_alone",
 ]
 
 #: The clock batches are timed with: CPU seconds of this process, all threads.
@@ -73,6 +75,16 @@ def check(condition: bool, message: str) -> None:
     """
     if not condition:
         raise CorrectnessError(message)
+
+
+def check_counts(name: str, sent: int, ok: int, calls: int) -> None:
+    """Fail the run unless every timed request was answered 200 and ran the handler once.
+
+    Raises:
+        CorrectnessError: naming the contender and what it got wrong.
+    """
+    check(ok == sent, f"{name}: {sent - ok} requests not 200")
+    check(calls == sent, f"{name}: {sent} requests ran the handler {calls} times")
 
 
 @dataclass(frozen=True)
@@ -370,3 +382,13 @@ def print_report(rows: Sequence[Row], *, notes: Iterable[str] = ()) -> int:
             file=sys.stderr,
         )
     return 1 if missed else 0
+
+
+def run_alone(run: Callable[[Budget], list[Row]], budget: Budget) -> int:
+    """Run one group on its own (``python3 -m bench.<group>``) and print its table.
+
+    Returns:
+        The exit status of ``print_report``.
+    """
+    quiet_logs()
+    return print_report(run(budget))

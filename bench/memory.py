@@ -33,7 +33,12 @@ import threading
 from census_receiver.testing import DOCUMENTED_EXAMPLES, sign
 
 from .apps import PATH, SECRET
-from .harness import Budget, Row, check, print_report, quiet_logs
+from .harness import (
+    Budget,
+    Row,
+    check,
+    run_alone,
+)
 from .serve import Server
 
 __all__ = ["deliveries_peak", "large_body_peak", "run", "send_deliveries", "send_large_body"]
@@ -253,8 +258,7 @@ def run(budget: Budget) -> list[Row]:
 
 def main() -> int:
     """Run this group alone and print its table; non-zero if a bound was exceeded."""
-    quiet_logs()
-    return print_report(run(BUDGET))
+    return run_alone(run, BUDGET)
 
 
 if __name__ == "__main__":

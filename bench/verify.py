@@ -26,7 +26,16 @@ from functools import partial
 from census_receiver import WebhookReceiver
 from census_receiver.testing import DOCUMENTED_EXAMPLES, sign
 
-from .harness import Batch, Budget, Figure, Row, check, make_row, measure, print_report, quiet_logs
+from .harness import (
+    Batch,
+    Budget,
+    Figure,
+    Row,
+    check,
+    make_row,
+    measure,
+    run_alone,
+)
 
 __all__ = ["PEERS", "SECRET", "payloads", "run"]
 
@@ -276,8 +285,7 @@ def run(budget: Budget) -> list[Row]:
 
 def main() -> int:
     """Run this group alone and print its table; non-zero if a must was missed."""
-    quiet_logs()
-    return print_report(run(BUDGET))
+    return run_alone(run, BUDGET)
 
 
 if __name__ == "__main__":

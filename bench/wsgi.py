@@ -18,17 +18,17 @@ from typing import TYPE_CHECKING, Any
 from census_receiver import WebhookReceiver
 from census_receiver.testing import DOCUMENTED_EXAMPLES, sign
 
-from .apps import PATH, SECRET, Calls, wsgi_apps
+from .apps import PATH, SECRET, Calls, close_receivers, wsgi_apps
 from .harness import (
     Batch,
     Budget,
     Figure,
     Row,
     check,
+    check_counts,
     make_row,
     measure,
-    print_report,
-    quiet_logs,
+    run_alone,
 )
 
 if TYPE_CHECKING:
@@ -159,10 +159,7 @@ def measure_apps(
         contenders[name] = batch
     samples = measure(contenders, budget)
     for name, (_, calls, _) in apps.items():
-        check(ok[name] == sent[name], f"{name}: {sent[name] - ok[name]} requests not 200")
-        check(
-            calls.n == sent[name], f"{name}: {sent[name]} requests ran the handler {calls.n} times"
-        )
+        check_counts(name, sent[name], ok[name], calls.n)
     return samples
 
 
@@ -182,16 +179,13 @@ def run(budget: Budget) -> list[Row]:
     try:
         samples = measure_apps(apps, budget)
     finally:
-        for _, _, receiver in apps.values():
-            if receiver is not None:
-                receiver.close()
+        close_receivers(apps)
     return [make_row(GROUP, figure, samples, quick=budget.quick) for figure in FIGURES]
 
 
 def main() -> int:
     """Run this group alone and print its table; non-zero if a must was missed."""
-    quiet_logs()
-    return print_report(run(BUDGET))
+    return run_alone(run, BUDGET)
 
 
 if __name__ == "__main__":
