@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from flask import Flask, abort, current_app, request
 
 from .errors import ConfigurationError
-from .receiver import DEFAULT_MAX_BODY_SIZE, WebhookReceiver
+from .receiver import DEFAULT_MAX_BODY_SIZE, DEFAULT_PATH, WebhookReceiver
 from .wsgi import _EnvironHeaders, _read_body
 
 if TYPE_CHECKING:
@@ -135,7 +135,7 @@ class CensusWebhooks:
             )
         config = app.config
         config.setdefault("CENSUS_WEBHOOK_SECRET", None)
-        config.setdefault("CENSUS_WEBHOOK_PATH", "/webhooks/census")
+        config.setdefault("CENSUS_WEBHOOK_PATH", DEFAULT_PATH)
         config.setdefault("CENSUS_WEBHOOK_MAX_BODY_SIZE", DEFAULT_MAX_BODY_SIZE)
         receiver = self._receiver
         if receiver is None:

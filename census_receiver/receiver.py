@@ -54,10 +54,12 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_DEADLINE",
     "DEFAULT_MAX_BODY_SIZE",
+    "DEFAULT_PATH",
     "DEFAULT_SLOW_HANDLING",
     "SECRET_ENV_VAR",
     "Outcome",
     "WebhookReceiver",
+    "check_path",
 ]
 
 logger = logging.getLogger("census_receiver")
@@ -69,6 +71,8 @@ DEFAULT_MAX_BODY_SIZE = 1_048_576
 #: With dedup on, answer 503 after this many seconds if handlers still run:
 #: Census gives up on an attempt after 10 s and would retry anyway.
 DEFAULT_DEADLINE = 8.0
+#: Where the adapters answer Census unless told otherwise.
+DEFAULT_PATH = "/webhooks/census"
 #: Log a warning when handling a delivery takes longer than this.
 DEFAULT_SLOW_HANDLING = 5.0
 
@@ -158,6 +162,24 @@ for _cls in RequestRejected.__subclasses__():
 
 
 _new_tuple = tuple.__new__
+
+
+def check_path(path: str) -> str:
+    """Check an adapter's webhook path.
+
+    Args:
+        path: the path the adapter answers, e.g. ``"/webhooks/census"``.
+
+    Returns:
+        ``path`` unchanged.
+
+    Raises:
+        ConfigurationError: if it does not start with ``/`` (the message leaves the
+            value out: some endpoints carry a token in their path).
+    """
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ConfigurationError("path must start with '/'")
+    return path
 
 
 def _secrets_from(secret: Secret | Sequence[Secret] | None) -> list[Secret]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .errors import ConfigurationError
+from .receiver import DEFAULT_PATH, check_path
 
 if TYPE_CHECKING:
     from ._types import ASGIApp, Message, Receive, Scope, Send
@@ -43,13 +43,11 @@ class CensusWebhookMiddleware:
     """
 
     def __init__(
-        self, app: ASGIApp, *, receiver: WebhookReceiver, path: str = "/webhooks/census"
+        self, app: ASGIApp, *, receiver: WebhookReceiver, path: str = DEFAULT_PATH
     ) -> None:
-        if not path.startswith("/"):
-            raise ConfigurationError("path must start with '/'")
         self.app = app
         self.receiver = receiver
-        self.path = path
+        self.path = check_path(path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .events import EVENT_TYPES
+from .receiver import DEFAULT_PATH
 from .signature import compute_signature
 
 if TYPE_CHECKING:
@@ -49,7 +50,6 @@ __all__ = [
 EVENT_NAMES: tuple[str, ...] = tuple(EVENT_TYPES)
 
 #: Where the adapters and ``census-receiver serve`` listen unless told otherwise.
-DEFAULT_PATH = "/webhooks/census"
 
 #: Census's retry schedule: seconds of delay before retries 1 to 5 of a delivery
 #: that was not answered 2xx in time.

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigurationError
+from .receiver import DEFAULT_PATH, check_path
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -42,13 +42,11 @@ class CensusWebhookMiddleware:
     """
 
     def __init__(
-        self, app: WSGIApplication, *, receiver: WebhookReceiver, path: str = "/webhooks/census"
+        self, app: WSGIApplication, *, receiver: WebhookReceiver, path: str = DEFAULT_PATH
     ) -> None:
-        if not path.startswith("/"):
-            raise ConfigurationError("path must start with '/'")
         self.app = app
         self.receiver = receiver
-        self.path = path
+        self.path = check_path(path)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != self.path:
