@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +88,17 @@ class Probe:
     calls: list[str] = field(default_factory=list)
     started: threading.Event = field(default_factory=threading.Event)
     gate: threading.Event = field(default_factory=threading.Event)
+
+
+@contextmanager
+def probing(**options: Any) -> Iterator[Probe]:
+    """``make_probe``, whose waiting handler is released and threads stopped on exit."""
+    probe = make_probe(**options)
+    try:
+        yield probe
+    finally:
+        probe.gate.set()
+        probe.receiver.close()
 
 
 def make_probe(**options: Any) -> Probe:

@@ -32,6 +32,7 @@ from tests.adapter_contract import (
     check,
     delivery,
     make_probe,
+    probing,
 )
 from tests.adapter_contract import (
     client_poster as poster,
@@ -41,10 +42,8 @@ from tests.conftest import SECRET
 
 @pytest.fixture
 def probe() -> Iterator[Probe]:
-    p = make_probe()
-    yield p
-    p.gate.set()
-    p.receiver.close()
+    with probing() as p:
+        yield p
 
 
 class Item(BaseModel):
@@ -75,13 +74,8 @@ def test_middleware_answers_the_contract(case: Case, probe: Probe) -> None:
     ("row", "options", "check_row"), DEDUP_ROWS, ids=[r[0] for r in DEDUP_ROWS]
 )
 def test_middleware_answers_the_dedup_contract(row: str, options: Any, check_row: Any) -> None:
-    probe = make_probe(**options())
-    try:
-        with TestClient(middleware_app(probe.receiver)) as client:
-            check_row(poster(client), probe)
-    finally:
-        probe.gate.set()
-        probe.receiver.close()
+    with probing(**options()) as probe, TestClient(middleware_app(probe.receiver)) as client:
+        check_row(poster(client), probe)
 
 
 def test_middleware_leaves_fastapi_routes_alone(probe: Probe) -> None:
@@ -157,10 +151,9 @@ def test_dependency_with_dedup_skips_the_route_for_a_duplicate() -> None:
 
 
 def test_dependency_answers_409_while_the_first_copy_is_handled() -> None:
-    probe = make_probe(dedup=InMemoryDedupStore())
-    routed: list[Event] = []
-    req = delivery("sync.triggered")
-    try:
+    with probing(dedup=InMemoryDedupStore()) as probe:
+        routed: list[Event] = []
+        req = delivery("sync.triggered")
         with TestClient(route_app(probe.receiver, routed)) as client:
             post = poster(client)
 
@@ -172,9 +165,6 @@ def test_dependency_answers_409_while_the_first_copy_is_handled() -> None:
                 return await asyncio.wait_for(first, WAIT), second
 
             first, second = asyncio.run(both())
-    finally:
-        probe.gate.set()
-        probe.receiver.close()
     assert (first.status, second.status) == (200, 409)
     assert len(routed) == 1
 

@@ -26,7 +26,7 @@ from tests.adapter_contract import (
     Req,
     check,
     delivery,
-    make_probe,
+    probing,
     wsgi_poster,
 )
 from tests.conftest import SECRET
@@ -36,10 +36,8 @@ ALL_METHODS = ["GET", "POST", "PUT"]
 
 @pytest.fixture
 def probe() -> Iterator[Probe]:
-    p = make_probe()
-    yield p
-    p.gate.set()
-    p.receiver.close()
+    with probing() as p:
+        yield p
 
 
 def decorated_app(receiver: WebhookReceiver, views: list[Event]) -> Flask:
@@ -79,12 +77,8 @@ def test_decorator_answers_the_contract(case: Case, probe: Probe) -> None:
     ("row", "options", "check_row"), DEDUP_ROWS, ids=[r[0] for r in DEDUP_ROWS]
 )
 def test_decorator_answers_the_dedup_contract(row: str, options: Any, check_row: Any) -> None:
-    probe = make_probe(**options())
-    try:
+    with probing(**options()) as probe:
         check_row(wsgi_poster(decorated_app(probe.receiver, [])), probe)
-    finally:
-        probe.gate.set()
-        probe.receiver.close()
 
 
 def test_view_return_value_is_the_answer(receiver: WebhookReceiver) -> None:
@@ -236,14 +230,10 @@ def test_extension_answers_the_contract(case: Case, probe: Probe) -> None:
     ("row", "options", "check_row"), DEDUP_ROWS, ids=[r[0] for r in DEDUP_ROWS]
 )
 def test_extension_answers_the_dedup_contract(row: str, options: Any, check_row: Any) -> None:
-    probe = make_probe(**options())
-    app = Flask(__name__)
-    CensusWebhooks(app, receiver=probe.receiver)
-    try:
+    with probing(**options()) as probe:
+        app = Flask(__name__)
+        CensusWebhooks(app, receiver=probe.receiver)
         check_row(wsgi_poster(app), probe)
-    finally:
-        probe.gate.set()
-        probe.receiver.close()
 
 
 def test_extension_builds_its_receiver_from_config(app: Flask) -> None:

@@ -38,6 +38,7 @@ from tests.adapter_contract import (
     check,
     delivery,
     make_probe,
+    probing,
 )
 from tests.adapter_contract import (
     client_poster as poster,
@@ -330,10 +331,8 @@ def make_app(receiver: WebhookReceiver, **options: Any) -> Starlette:
 
 @pytest.fixture
 def probe() -> Iterator[Probe]:
-    p = make_probe()
-    yield p
-    p.gate.set()
-    p.receiver.close()
+    with probing() as p:
+        yield p
 
 
 @pytest.mark.parametrize("case", [*CASES, CHUNKED_OK], ids=lambda c: c.id)
@@ -346,13 +345,8 @@ def test_contract_through_test_client(case: Case, probe: Probe) -> None:
     ("row", "options", "check_row"), DEDUP_ROWS, ids=[r[0] for r in DEDUP_ROWS]
 )
 def test_dedup_contract_through_test_client(row: str, options: Any, check_row: Any) -> None:
-    probe = make_probe(**options())
-    try:
-        with TestClient(make_app(probe.receiver)) as client:
-            check_row(poster(client), probe)
-    finally:
-        probe.gate.set()
-        probe.receiver.close()
+    with probing(**options()) as probe, TestClient(make_app(probe.receiver)) as client:
+        check_row(poster(client), probe)
 
 
 def test_other_routes_get_their_body_unchanged(probe: Probe) -> None:

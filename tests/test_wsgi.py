@@ -32,7 +32,7 @@ from tests.adapter_contract import (
     Req,
     check,
     delivery,
-    make_probe,
+    probing,
 )
 from tests.adapter_contract import (
     wsgi_poster as poster,
@@ -51,10 +51,8 @@ def echo(request: Request) -> Response:
 
 @pytest.fixture
 def probe() -> Iterator[Probe]:
-    p = make_probe()
-    yield p
-    p.gate.set()
-    p.receiver.close()
+    with probing() as p:
+        yield p
 
 
 @pytest.mark.parametrize("case", [*CASES, CHUNKED_OK], ids=lambda c: c.id)
@@ -67,12 +65,8 @@ def test_contract_through_werkzeug_client(case: Case, probe: Probe) -> None:
     ("row", "options", "check_row"), DEDUP_ROWS, ids=[r[0] for r in DEDUP_ROWS]
 )
 def test_dedup_contract_through_werkzeug_client(row: str, options: Any, check_row: Any) -> None:
-    probe = make_probe(**options())
-    try:
+    with probing(**options()) as probe:
         check_row(poster(CensusWebhookMiddleware(echo, receiver=probe.receiver)), probe)
-    finally:
-        probe.gate.set()
-        probe.receiver.close()
 
 
 @pytest.mark.parametrize("chunked", [False, True])
