@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from census_receiver import ConfigurationError, DedupUnavailable, Event, Outcome, WebhookReceiver
-from census_receiver.dedup import Claim, ClaimState, InMemoryDedupStore, default_key
+from census_receiver.dedup import Claim, ClaimState, DedupStore, InMemoryDedupStore, default_key
 from census_receiver.testing import make_body, make_delivery
 
 from .conftest import SECRET
@@ -100,24 +100,28 @@ def test_concurrent_claims_have_one_winner() -> None:
     assert states.count(ClaimState.CLAIMED) == 1
 
 
+#: What ``async_claim_sequence`` must see from any store.
+ASYNC_SEQUENCE = [
+    ClaimState.CLAIMED,  # a fresh key
+    ClaimState.IN_PROGRESS,  # claimed again before it settled
+    ClaimState.DONE,  # claimed after complete
+    ClaimState.CLAIMED,  # claimed after release
+]
+
+
+async def async_claim_sequence(store: DedupStore) -> list[ClaimState]:
+    """Claim, claim again, complete, claim; claim and release another key, claim it again."""
+    claim = await store.claim_async("k")
+    second = await store.claim_async("k")
+    await store.complete_async(claim)
+    third = await store.claim_async("k")
+    other = await store.claim_async("j")
+    await store.release_async(other)
+    return [claim.state, second.state, third.state, (await store.claim_async("j")).state]
+
+
 def test_async_variants_behave_like_sync_ones() -> None:
-    store = InMemoryDedupStore()
-
-    async def main() -> list[ClaimState]:
-        claim = await store.claim_async("k")
-        second = await store.claim_async("k")
-        await store.complete_async(claim)
-        third = await store.claim_async("k")
-        other = await store.claim_async("j")
-        await store.release_async(other)
-        return [claim.state, second.state, third.state, (await store.claim_async("j")).state]
-
-    assert asyncio.run(main()) == [
-        ClaimState.CLAIMED,
-        ClaimState.IN_PROGRESS,
-        ClaimState.DONE,
-        ClaimState.CLAIMED,
-    ]
+    assert asyncio.run(async_claim_sequence(InMemoryDedupStore())) == ASYNC_SEQUENCE
 
 
 # -- default_key -------------------------------------------------------------------------------

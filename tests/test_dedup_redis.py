@@ -32,6 +32,7 @@ from census_receiver.testing import Delivery, make_delivery
 
 from .conftest import SECRET
 from .redis_server import RedisServer
+from .test_dedup import ASYNC_SEQUENCE, async_claim_sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -196,20 +197,9 @@ def test_asyncio_client_steps(redis_server: RedisServer) -> None:
         async with async_client(redis_server) as ac:
             store = RedisDedupStore(ac)
             assert store.is_async
-            first = await store.claim_async("k")
-            second = await store.claim_async("k")
-            await store.complete_async(first)
-            third = await store.claim_async("k")
-            other = await store.claim_async("j")
-            await store.release_async(other)
-            return [first.state, second.state, third.state, (await store.claim_async("j")).state]
+            return await async_claim_sequence(store)
 
-    assert asyncio.run(main()) == [
-        ClaimState.CLAIMED,
-        ClaimState.IN_PROGRESS,
-        ClaimState.DONE,
-        ClaimState.CLAIMED,
-    ]
+    assert asyncio.run(main()) == ASYNC_SEQUENCE
 
 
 def test_asyncio_client_refuses_the_sync_steps_clearly(redis_server: RedisServer) -> None:
