@@ -518,6 +518,7 @@ class WebhookReceiver:
         try:
             for route in routes:
                 failed = route.handler
+                # _call_sync inlined: this loop runs for every delivery.
                 returned = route.handler(event)
                 if returned is not None and inspect.isawaitable(returned):
                     self._run_coroutine(returned)  # an async handler, on the private loop
