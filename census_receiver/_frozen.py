@@ -2,9 +2,11 @@
 
 No I/O. A frozen dataclass's ``__init__`` stores each field through
 ``object.__setattr__`` (to get past its own ``__setattr__`` guard), which costs
-about three times a plain slot store. Events and outcomes are built once per
-delivery on the hot path, so they are built here by storing straight into the
-slots; the instances are identical to what ``__init__`` makes.
+many times a plain slot store. Events are built once per delivery on the hot
+path, so they are built here as an instance of an unfrozen twin of their class
+(the same bases and slots, plain attribute stores) and then given their real
+class, an assignment Python allows between classes of identical layout. The
+instances are identical to what ``__init__`` makes.
 """
 
 from __future__ import annotations
@@ -18,6 +20,20 @@ __all__ = ["fast_init"]
 _T = TypeVar("_T")
 
 
+def _twin(cls: type) -> type:
+    """``cls``'s layout without its guard: its bases, its own slots, the default stores.
+
+    Both ``__setattr__`` and ``__delattr__`` must be the default ones for the
+    interpreter to use its plain slot store (a frozen dataclass overrides both).
+    """
+    namespace = {
+        "__slots__": cls.__dict__.get("__slots__", ()),
+        "__setattr__": object.__setattr__,
+        "__delattr__": object.__delattr__,
+    }
+    return type(f"_Building{cls.__name__}", cls.__bases__, namespace)
+
+
 def fast_init(cls: type[_T]) -> Callable[..., _T]:
     """Return ``build(*values)`` making a ``cls`` from every field's value, in field order.
 
@@ -28,14 +44,14 @@ def fast_init(cls: type[_T]) -> Callable[..., _T]:
         A function taking exactly one value per field, no defaults, no checks.
     """
     names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
-    for i, name in enumerate(names):
-        namespace[f"store{i}"] = getattr(cls, name).__set__  # the slot's own descriptor
+    namespace: dict[str, Any] = {"new": object.__new__, "twin": _twin(cls), "cls": cls}
     params = ", ".join(f"v{i}" for i in range(len(names)))
-    stores = "".join(f"    store{i}(obj, v{i})\n" for i in range(len(names)))
-    # Unrolled, as dataclasses generates its own __init__: a loop over the slots
-    # would cost what this saves.
-    source = f"def build({params}):\n    obj = new(cls)\n{stores}    return obj\n"
-    exec(source, namespace)  # noqa: S102 - our own generated source, no input in it
+    stores = "".join(f"    obj.{name} = v{i}\n" for i, name in enumerate(names))
+    # Unrolled, as dataclasses generates its own __init__.
+    source = (
+        f"def build({params}):\n    obj = new(twin)\n{stores}    obj.__class__ = cls\n"
+        "    return obj\n"
+    )
+    exec(source, namespace)  # noqa: S102 - our own generated source: field names only
     build: Callable[..., _T] = namespace["build"]
     return build
