@@ -39,7 +39,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
@@ -554,10 +554,11 @@ class _NoteHandler(logging.Handler):
 class _ServeReceiver(WebhookReceiver):
     """A receiver that shows every delivery and relays the verified ones.
 
-    It wraps the two entry points adapters call, so rejections (which no handler
-    sees) are shown too; relays run as the ``endpoint`` of ``handle``, i.e. as
-    part of handling: a failed relay answers 500 and, with dedup, is not
-    remembered as done.
+    It wraps the steps every delivery goes through (``check_request``, then
+    ``_deliver`` or ``_begin_async``, which ``handle`` and ``handle_async`` call
+    too), so rejections (which no handler sees) are shown too; relays run as the
+    ``endpoint``, i.e. as part of handling: a failed relay answers 500 and, with
+    dedup, is not remembered as done.
     """
 
     def __init__(
@@ -582,38 +583,57 @@ class _ServeReceiver(WebhookReceiver):
             self.console.delivery(outcome, None, ())
         return outcome
 
-    def handle(
-        self, body: Body, headers: Headers, *, endpoint: Callable[[Event], object] | None = None
+    def _deliver(
+        self,
+        body: Body,
+        signature: str | bytes | None,
+        endpoint: Callable[[Event], object] | None = None,
+        headers: Headers | None = None,
     ) -> Outcome:
         notes: list[str] = []
-        relay = self._endpoint(body, headers, notes, endpoint)
-        outcome = super().handle(body, headers, endpoint=relay)
+        relay = self._endpoint(body, signature, headers, notes, endpoint)
+        outcome = super()._deliver(body, signature, relay, headers)
         self.console.delivery(outcome, body, notes)
         return outcome
 
-    async def handle_async(
-        self, body: Body, headers: Headers, *, endpoint: Callable[[Event], object] | None = None
-    ) -> Outcome:
+    def _begin_async(
+        self,
+        body: Body,
+        signature: str | bytes | None,
+        endpoint: Callable[[Event], object] | None = None,
+        headers: Headers | None = None,
+    ) -> Outcome | Coroutine[Any, Any, Outcome]:
         notes: list[str] = []
-        relay = self._endpoint(body, headers, notes, endpoint)
-        outcome = await super().handle_async(body, headers, endpoint=relay)
+        relay = self._endpoint(body, signature, headers, notes, endpoint)
+        pending = super()._begin_async(body, signature, relay, headers)
+        if isinstance(pending, Outcome):
+            self.console.delivery(pending, body, notes)
+            return pending
+        return self._shown(pending, body, notes)
+
+    async def _shown(
+        self, pending: Coroutine[Any, Any, Outcome], body: Body, notes: list[str]
+    ) -> Outcome:
+        outcome = await pending
         self.console.delivery(outcome, body, notes)
         return outcome
 
     def _endpoint(
         self,
         body: Body,
-        headers: Headers,
+        signature: str | bytes | None,
+        headers: Headers | None,
         notes: list[str],
         inner: Callable[[Event], object] | None,
     ) -> Callable[[Event], object]:
         # Always an endpoint, so a verified delivery is "handled" ({"status": "ok"}).
-        return functools.partial(self._relay, bytes(body), headers, notes, inner)
+        return functools.partial(self._relay, bytes(body), signature, headers, notes, inner)
 
     def _relay(
         self,
         body: bytes,
-        headers: Headers,
+        signature: str | bytes | None,
+        headers: Headers | None,
         notes: list[str],
         inner: Callable[[Event], object] | None,
         event: Event,
@@ -621,7 +641,8 @@ class _ServeReceiver(WebhookReceiver):
         result = inner(event) if inner is not None else None
         failures = []
         if self.forward:
-            signature = signature_from_headers(headers)
+            if headers is not None:  # verified by now: they hold the one X-Signature
+                signature = signature_from_headers(headers)
             sent = {"Content-Type": "application/json", "X-Signature": _text(signature)}
             for url in self.forward:
                 try:

@@ -26,7 +26,7 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable, Sequence
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
@@ -397,12 +397,12 @@ class WebhookReceiver:
         Raises:
             RequestRejected: a subclass saying why (``.status_code`` is the answer).
         """
-        return self._authenticate(body, headers)[0]
+        return self._authenticate(body, signature_from_headers(headers))[0]
 
-    def _authenticate(self, body: Body, headers: Headers) -> tuple[Event, int]:
+    def _authenticate(self, body: Body, signature: str | bytes | None) -> tuple[Event, int]:
         if len(body) > self.max_body_size:
             raise PayloadTooLarge(f"the body is larger than {self.max_body_size} bytes")
-        claimed = decode_signature(signature_from_headers(headers))
+        claimed = decode_signature(signature)
         position = self._secrets.match(body, claimed)
         if position is None:
             raise InvalidSignature(
@@ -483,25 +483,50 @@ class WebhookReceiver:
         Returns:
             The answer to give, following the HTTP contract.
         """
+        return self._deliver(body, None, endpoint, headers)
+
+    def _deliver(
+        self,
+        body: Body,
+        signature: str | bytes | None,
+        endpoint: Callable[[Event], object] | None = None,
+        headers: Headers | None = None,
+    ) -> Outcome:
+        """``handle``, for the X-Signature in ``headers`` or, without them, ``signature``.
+
+        Adapters that find the one X-Signature value themselves pass it here.
+        """
         started = perf_counter()
-        admitted = self._admit(body, headers, endpoint, started)
+        admitted = self._admit(body, signature, headers, endpoint, started)
         if isinstance(admitted, Outcome):
             return admitted
         event, position, routes = admitted
-        claim = None
-        if self.dedup is not None:
-            try:
-                got: Claim | Exception = self.dedup.claim(self._dedup_key(event, body))
-            except ConfigurationError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - any store failure is "unavailable"
-                got = exc
-            checked = self._check_claim(got, event, started, position)
-            if isinstance(checked, Outcome):
-                return checked
-            claim = checked
-            if claim is not None and self.deadline is not None:
-                return self._run_with_deadline(routes, event, endpoint, claim, started, position)
+        if self.dedup is None:
+            return self._run_and_settle(routes, event, endpoint, None, started, position)
+        return self._deliver_once(self.dedup, body, event, position, routes, endpoint, started)
+
+    def _deliver_once(
+        self,
+        dedup: DedupStore,
+        body: Body,
+        event: Event,
+        position: int,
+        routes: tuple[Route, ...],
+        endpoint: Callable[[Event], object] | None,
+        started: float,
+    ) -> Outcome:
+        """The rest of ``_deliver`` with dedup on: claim, run (within the deadline), settle."""
+        try:
+            got: Claim | Exception = dedup.claim(self._dedup_key(event, body))
+        except ConfigurationError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any store failure is "unavailable"
+            got = exc
+        claim = self._check_claim(got, event, started, position)
+        if isinstance(claim, Outcome):
+            return claim
+        if claim is not None and self.deadline is not None:
+            return self._run_with_deadline(routes, event, endpoint, claim, started, position)
         return self._run_and_settle(routes, event, endpoint, claim, started, position)
 
     def _run_and_settle(
@@ -605,35 +630,66 @@ class WebhookReceiver:
         Returns:
             The answer to give, following the HTTP contract.
         """
+        pending = self._begin_async(body, None, endpoint, headers)
+        return pending if isinstance(pending, Outcome) else await pending
+
+    def _begin_async(
+        self,
+        body: Body,
+        signature: str | bytes | None,
+        endpoint: Callable[[Event], object] | None = None,
+        headers: Headers | None = None,
+    ) -> Outcome | Coroutine[Any, Any, Outcome]:
+        """``_deliver`` for the event loop, in two steps.
+
+        Verifying and routing need no awaiting, so they run here: the result is the
+        answer when no handler is to run, else a coroutine, for the caller to await,
+        that runs the handlers (a coroutine fewer per delivery than an ``async def``
+        around it all would cost).
+        """
         started = perf_counter()
-        admitted = self._admit(body, headers, endpoint, started)
+        admitted = self._admit(body, signature, headers, endpoint, started)
         if isinstance(admitted, Outcome):
             return admitted
         event, position, routes = admitted
-        claim = None
-        if self.dedup is not None:
-            try:
-                got: Claim | Exception = await self.dedup.claim_async(self._dedup_key(event, body))
-            except ConfigurationError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - any store failure is "unavailable"
-                got = exc
-            checked = self._check_claim(got, event, started, position)
-            if isinstance(checked, Outcome):
-                return checked
-            claim = checked
-            if claim is not None and self.deadline is not None:
-                task = asyncio.ensure_future(
-                    self._run_and_settle_async(routes, event, endpoint, claim, started, position)
-                )
-                remaining = max(0.0, self.deadline - (perf_counter() - started))
-                done, _ = await asyncio.wait((task,), timeout=remaining)
-                if done:
-                    return task.result()
-                # Keep a reference so the task is not collected; it settles the claim.
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
-                return self._finish(_DEADLINE, event, started, position)
+        if self.dedup is None:
+            return self._run_and_settle_async(routes, event, endpoint, None, started, position)
+        return self._deliver_once_async(
+            self.dedup, body, event, position, routes, endpoint, started
+        )
+
+    async def _deliver_once_async(
+        self,
+        dedup: DedupStore,
+        body: Body,
+        event: Event,
+        position: int,
+        routes: tuple[Route, ...],
+        endpoint: Callable[[Event], object] | None,
+        started: float,
+    ) -> Outcome:
+        """``_deliver_once`` for the event loop."""
+        try:
+            got: Claim | Exception = await dedup.claim_async(self._dedup_key(event, body))
+        except ConfigurationError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any store failure is "unavailable"
+            got = exc
+        claim = self._check_claim(got, event, started, position)
+        if isinstance(claim, Outcome):
+            return claim
+        if claim is not None and self.deadline is not None:
+            task = asyncio.ensure_future(
+                self._run_and_settle_async(routes, event, endpoint, claim, started, position)
+            )
+            remaining = max(0.0, self.deadline - (perf_counter() - started))
+            done, _ = await asyncio.wait((task,), timeout=remaining)
+            if done:
+                return task.result()
+            # Keep a reference so the task is not collected; it settles the claim.
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            return self._finish(_DEADLINE, event, started, position)
         return await self._run_and_settle_async(routes, event, endpoint, claim, started, position)
 
     async def _run_and_settle_async(
@@ -713,13 +769,16 @@ class WebhookReceiver:
     def _admit(
         self,
         body: Body,
-        headers: Headers,
+        signature: str | bytes | None,
+        headers: Headers | None,
         endpoint: Callable[[Event], object] | None,
         started: float,
     ) -> Outcome | tuple[Event, int, tuple[Route, ...]]:
         """Verify and route; an ``Outcome`` when the delivery is already answered."""
         try:
-            event, position = self._authenticate(body, headers)
+            if headers is not None:
+                signature = signature_from_headers(headers)
+            event, position = self._authenticate(body, signature)
         except RequestRejected as exc:
             return self.reject(exc, started=started)
         routes = self._router.handlers_for(event)

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .receiver import DEFAULT_PATH, check_path
+from .receiver import DEFAULT_PATH, Outcome, check_path
 
 if TYPE_CHECKING:
     from ._types import ASGIApp, Message, Receive, Scope, Send
-    from .receiver import Outcome, WebhookReceiver
+    from .receiver import WebhookReceiver
 
 __all__ = ["CensusWebhookMiddleware"]
 
@@ -58,11 +58,18 @@ class CensusWebhookMiddleware:
             return
         receiver = self.receiver
         headers = scope["headers"]
-        length = None
+        # One pass for the two headers needed. ASGI servers lower-case names, and
+        # like Starlette's Headers this reads only lower-case ones; anything but
+        # exactly one x-signature goes to handle_async, whose case-blind scan finds
+        # a hand-built scope's "X-Signature" or names the problem (missing, repeated).
+        length = signature = None
+        signatures = 0
         for name, value in headers:
-            if name == b"content-length":
+            if name == b"x-signature":
+                signature = value
+                signatures += 1
+            elif name == b"content-length":
                 length = value
-                break
         outcome = receiver.check_request(scope["method"], length)
         if outcome is None:
             first = await receive()
@@ -72,8 +79,21 @@ class CensusWebhookMiddleware:
                 body = await _read_body(receive, receiver.max_body_size, first)
             if body is None:  # the client left: nobody to answer, nothing to handle
                 return
-            outcome = await receiver.handle_async(body, headers)
-        await _send(send, outcome)
+            if signatures == 1:
+                pending = receiver._begin_async(body, signature)
+                outcome = pending if isinstance(pending, Outcome) else await pending
+            else:
+                outcome = await receiver.handle_async(body, headers)
+        # The answer, inline (a helper coroutine would cost a good part of a delivery).
+        # Its headers come from a small set of tuples: each is encoded once.
+        encoded = _encoded.get(outcome.headers)
+        if encoded is None:
+            encoded = _encode(outcome.headers)
+        # A fresh list every time: servers and outer middleware may change it.
+        await send(
+            {"type": "http.response.start", "status": outcome.status, "headers": list(encoded)}
+        )
+        await send({"type": "http.response.body", "body": outcome.body})
 
 
 def _route_path(scope: Scope) -> str:
@@ -125,18 +145,13 @@ async def _drain(receive: Receive) -> bool:
     return True
 
 
-# Answers come from a small set of header tuples; encode each once. The list sent
-# is a fresh copy every time, since servers and outer middleware may change it.
 _encoded: dict[tuple[tuple[str, str], ...], tuple[tuple[bytes, bytes], ...]] = {}
 
 
-async def _send(send: Send, outcome: Outcome) -> None:
-    encoded = _encoded.get(outcome.headers)
-    if encoded is None:
-        if len(_encoded) >= 512:
-            _encoded.clear()
-        encoded = _encoded[outcome.headers] = tuple(
-            (k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers
-        )
-    await send({"type": "http.response.start", "status": outcome.status, "headers": list(encoded)})
-    await send({"type": "http.response.body", "body": outcome.body})
+def _encode(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[bytes, bytes], ...]:
+    if len(_encoded) >= 512:
+        _encoded.clear()
+    encoded = _encoded[headers] = tuple(
+        (k.encode("latin-1"), v.encode("latin-1")) for k, v in headers
+    )
+    return encoded

@@ -1073,18 +1073,19 @@ def real_server(
     pulled: list[int] = []
     probes = _make_probe(monkeypatch, "sync", receiver)
     probe = next(probes)
-    real_sync, real_async = receiver.handle, receiver.handle_async
+    # Where every delivery enters the core, whether or not handle(_async) is called.
+    real_sync, real_async = receiver._deliver, receiver._begin_async
 
-    def handle(body: Any, headers: Any, **options: Any) -> Outcome:
+    def deliver(body: Any, *args: Any) -> Outcome:
         sizes.append(len(body))
-        return real_sync(body, headers, **options)
+        return real_sync(body, *args)
 
-    async def handle_async(body: Any, headers: Any, **options: Any) -> Outcome:
+    def begin_async(body: Any, *args: Any) -> Any:
         sizes.append(len(body))
-        return await real_async(body, headers, **options)
+        return real_async(body, *args)
 
-    monkeypatch.setattr(receiver, "handle", handle)
-    monkeypatch.setattr(receiver, "handle_async", handle_async)
+    monkeypatch.setattr(receiver, "_deliver", deliver)
+    monkeypatch.setattr(receiver, "_begin_async", begin_async)
     if request.param == "uvicorn":
         app = CensusWebhookMiddleware(_unreachable_asgi, receiver=receiver)
         served = uvicorn_server(_counting_asgi(app, pulled))

@@ -122,9 +122,10 @@ class RecordingReceiver(WebhookReceiver):
         super().__init__(secret=SECRET, max_body_size=LIMIT)
         self.sizes: list[int] = []
 
-    async def handle_async(self, body: Any, headers: Any, **kwargs: Any) -> Any:
+    def _begin_async(self, body: Any, *args: Any) -> Any:
+        # Where every delivery enters the core, whether or not handle_async is called.
         self.sizes.append(len(body))
-        return await super().handle_async(body, headers, **kwargs)
+        return super()._begin_async(body, *args)
 
 
 @pytest.fixture
@@ -149,6 +150,38 @@ def test_answers_a_delivery_sent_in_several_body_messages(recording: RecordingRe
     assert channel.status == 200
     assert channel.headers[b"content-type"] == b"application/json"
     assert channel.sent[1]["body"] == b'{"status": "ignored"}'
+    assert recording.sizes == [len(d.body)]
+
+
+def _raw_scope(headers: list[tuple[bytes, bytes]]) -> Scope:
+    scope = http_scope()
+    scope["headers"] = headers
+    return scope
+
+
+def test_a_repeated_x_signature_header_is_refused(recording: RecordingReceiver) -> None:
+    d = make_delivery("sync.failed", secret=SECRET)
+    value = d.headers["X-Signature"].encode()
+    channel = run(
+        CensusWebhookMiddleware(echo, receiver=recording),
+        _raw_scope([(b"x-signature", value), (b"x-signature", value)]),
+        Channel(body_messages(d.body)),
+    )
+    assert channel.status == 401
+    assert b"more than once" in channel.sent[1]["body"]
+
+
+def test_a_hand_built_scope_with_a_capitalised_header_name_still_verifies(
+    recording: RecordingReceiver,
+) -> None:
+    # Servers lower-case header names, as ASGI asks; a test's own scope may not.
+    d = make_delivery("sync.failed", secret=SECRET)
+    channel = run(
+        CensusWebhookMiddleware(echo, receiver=recording),
+        _raw_scope([(b"X-Signature", d.headers["X-Signature"].encode())]),
+        Channel(body_messages(d.body)),
+    )
+    assert channel.status == 200
     assert recording.sizes == [len(d.body)]
 
 
