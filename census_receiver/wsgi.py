@@ -94,19 +94,23 @@ def _read_body(environ: WSGIEnvironment, limit: int) -> bytes | None:
         length: int | None = int(environ.get("CONTENT_LENGTH") or "")
     except ValueError:
         length = None
-    if length is None and not environ.get("wsgi.input_terminated"):
+    if length is not None and length <= limit:  # the usual case: one read does it
+        try:
+            body: bytes = stream.read(length)
+        except OSError:
+            return None
+        if len(body) == length:
+            return body
+        chunks = [body]  # a short read: the loop below reads the rest, or gives up
+        wanted = length - len(body)
+    elif length is None and not environ.get("wsgi.input_terminated"):
         # Without a length, only a server that ends the stream itself (chunked
         # input) makes reading safe; reading anyway could block forever.
         return b""
-    wanted = limit + 1 if length is None else min(length, limit + 1)
-    chunks: list[bytes] = []
+    else:
+        chunks = []
+        wanted = limit + 1 if length is None else min(length, limit + 1)
     try:
-        if length is not None and length <= limit:  # the usual case: one read does it
-            body: bytes = stream.read(length)
-            if len(body) == length:
-                return body
-            chunks.append(body)  # a short read: the loop below reads the rest, or gives up
-            wanted -= len(body)
         while wanted > 0 and (chunk := stream.read(wanted)):
             chunks.append(chunk)
             wanted -= len(chunk)
