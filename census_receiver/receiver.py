@@ -63,6 +63,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger("census_receiver")
+_INFO = logging.INFO
 
 #: The environment variable read when no ``secret`` is given.
 SECRET_ENV_VAR = "CENSUS_WEBHOOK_SECRET"
@@ -852,12 +853,13 @@ class WebhookReceiver:
     ) -> Outcome:
         """Build the answer from ``template`` for ``event``; count it and log it."""
         elapsed = perf_counter() - started
+        reason = template[4]
         outcome = _new_tuple(
-            Outcome, (template[0], template[1], template[2], event, template[4], result)
+            Outcome, (template[0], template[1], template[2], event, reason, result)
         )
         name = event.event
-        self.stats.record(name, outcome.reason, elapsed)
-        if logger.isEnabledFor(logging.INFO):
+        self.stats.record(name, reason, elapsed)
+        if logger.isEnabledFor(_INFO):
             logger.info(
                 "census delivery %s: %s (%d) in %.1f ms, secret #%d [%s]",
                 _describe_event(event),

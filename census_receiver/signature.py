@@ -174,7 +174,7 @@ class SecretSet:
         ConfigurationError: if there is no secret, or one is empty or of the wrong type.
     """
 
-    __slots__ = ("_states", "fingerprints")
+    __slots__ = ("_positions", "_states", "fingerprints")
 
     def __init__(self, secrets: Sequence[Secret]) -> None:
         if not secrets:
@@ -195,6 +195,7 @@ class SecretSet:
             # revealing it: 32 bits of a domain-separated hash.
             prints.append(hashlib.sha256(b"census-receiver/fingerprint\0" + key).hexdigest()[:8])
         self._states = tuple(states)
+        self._positions = range(len(states))
         #: One short, non-reversible label per secret, for logs.
         self.fingerprints: tuple[str, ...] = tuple(prints)
 
@@ -219,7 +220,7 @@ class SecretSet:
         Each comparison is constant-time; stopping at the first match reveals only
         which secret matched, which a sender that knows it learns nothing from.
         """
-        for position in range(len(self._states)):
+        for position in self._positions:
             if hmac.compare_digest(self.digest(body, position), claimed):
                 return position
         return None
