@@ -310,17 +310,13 @@ def parse_event(body: Body | str) -> Event:
     try:
         # The C scanner alone is about twice as fast as JSONDecoder.decode, whose
         # extra work is skipping surrounding whitespace and refusing trailing data;
-        # anything but one bare object spanning the whole text takes the full path,
-        # which also gives the precise error.
-        payload: Any = None
-        if text[:1] == "{":
-            try:
-                payload, end = _scan(text, 0)
-            except StopIteration:
-                end = -1
-            if end != len(text):
-                payload = None
-        if payload is None:
+        # anything but one value spanning the whole text takes the full path, which
+        # also gives the precise error.
+        try:
+            payload, end = _scan(text, 0)
+        except StopIteration:
+            end = -1
+        if end != len(text):
             payload = _decoder.decode(text)
     except MalformedPayload:
         raise
