@@ -41,7 +41,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TextIO, overload
 
 from . import __version__
 from .errors import RequestRejected
@@ -555,10 +555,10 @@ class _ServeReceiver(WebhookReceiver):
     """A receiver that shows every delivery and relays the verified ones.
 
     It wraps the steps every delivery goes through (``check_request``, then
-    ``_deliver`` or ``_begin_async``, which ``handle`` and ``handle_async`` call
-    too), so rejections (which no handler sees) are shown too; relays run as the
-    ``endpoint``, i.e. as part of handling: a failed relay answers 500 and, with
-    dedup, is not remembered as done.
+    ``_begin``, where ``handle`` and ``handle_async`` start too), so rejections
+    (which no handler sees) are shown too; relays run as the ``endpoint``, i.e.
+    as part of handling: a failed relay answers 500 and, with dedup, is not
+    remembered as done.
     """
 
     def __init__(
@@ -583,21 +583,29 @@ class _ServeReceiver(WebhookReceiver):
             self.console.delivery(outcome, None, ())
         return outcome
 
-    def _deliver(
+    @overload
+    def _begin(
         self,
+        is_async: Literal[False],
         body: Body,
         signature: str | bytes | None,
         endpoint: Callable[[Event], object] | None = None,
         headers: Headers | None = None,
-    ) -> Outcome:
-        notes: list[str] = []
-        relay = self._endpoint(body, signature, headers, notes, endpoint)
-        outcome = super()._deliver(body, signature, relay, headers)
-        self.console.delivery(outcome, body, notes)
-        return outcome
+    ) -> Outcome: ...
 
-    def _begin_async(
+    @overload
+    def _begin(
         self,
+        is_async: Literal[True],
+        body: Body,
+        signature: str | bytes | None,
+        endpoint: Callable[[Event], object] | None = None,
+        headers: Headers | None = None,
+    ) -> Outcome | Coroutine[Any, Any, Outcome]: ...
+
+    def _begin(
+        self,
+        is_async: bool,
         body: Body,
         signature: str | bytes | None,
         endpoint: Callable[[Event], object] | None = None,
@@ -605,11 +613,11 @@ class _ServeReceiver(WebhookReceiver):
     ) -> Outcome | Coroutine[Any, Any, Outcome]:
         notes: list[str] = []
         relay = self._endpoint(body, signature, headers, notes, endpoint)
-        pending = super()._begin_async(body, signature, relay, headers)
-        if isinstance(pending, Outcome):
-            self.console.delivery(pending, body, notes)
-            return pending
-        return self._shown(pending, body, notes)
+        begun = super()._begin(is_async, body, signature, relay, headers)  # type: ignore[call-overload]
+        if isinstance(begun, Outcome):
+            self.console.delivery(begun, body, notes)
+            return begun
+        return self._shown(begun, body, notes)
 
     async def _shown(
         self, pending: Coroutine[Any, Any, Outcome], body: Body, notes: list[str]

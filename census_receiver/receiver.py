@@ -28,7 +28,7 @@ import threading
 import weakref
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable, Sequence
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, overload
 
 from .dedup import Claim, ClaimState, DedupStore, default_key
 from .errors import (
@@ -484,27 +484,7 @@ class WebhookReceiver:
         Returns:
             The answer to give, following the HTTP contract.
         """
-        return self._deliver(body, None, endpoint, headers)
-
-    def _deliver(
-        self,
-        body: Body,
-        signature: str | bytes | None,
-        endpoint: Callable[[Event], object] | None = None,
-        headers: Headers | None = None,
-    ) -> Outcome:
-        """``handle``, for the X-Signature in ``headers`` or, without them, ``signature``.
-
-        Adapters that find the one X-Signature value themselves pass it here.
-        """
-        started = perf_counter()
-        admitted = self._admit(body, signature, headers, endpoint, started)
-        if isinstance(admitted, Outcome):
-            return admitted
-        event, position, routes = admitted
-        if self.dedup is None:
-            return self._run_and_settle(routes, event, endpoint, None, started, position)
-        return self._deliver_once(self.dedup, body, event, position, routes, endpoint, started)
+        return self._begin(False, body, None, endpoint, headers)
 
     def _deliver_once(
         self,
@@ -516,7 +496,7 @@ class WebhookReceiver:
         endpoint: Callable[[Event], object] | None,
         started: float,
     ) -> Outcome:
-        """The rest of ``_deliver`` with dedup on: claim, run (within the deadline), settle."""
+        """The rest of a delivery with dedup on: claim, run (within the deadline), settle."""
         try:
             got: Claim | Exception = dedup.claim(self._dedup_key(event, body))
         except ConfigurationError:
@@ -631,33 +611,8 @@ class WebhookReceiver:
         Returns:
             The answer to give, following the HTTP contract.
         """
-        pending = self._begin_async(body, None, endpoint, headers)
+        pending = self._begin(True, body, None, endpoint, headers)
         return pending if isinstance(pending, Outcome) else await pending
-
-    def _begin_async(
-        self,
-        body: Body,
-        signature: str | bytes | None,
-        endpoint: Callable[[Event], object] | None = None,
-        headers: Headers | None = None,
-    ) -> Outcome | Coroutine[Any, Any, Outcome]:
-        """``_deliver`` for the event loop, in two steps.
-
-        Verifying and routing need no awaiting, so they run here: the result is the
-        answer when no handler is to run, else a coroutine, for the caller to await,
-        that runs the handlers (a coroutine fewer per delivery than an ``async def``
-        around it all would cost).
-        """
-        started = perf_counter()
-        admitted = self._admit(body, signature, headers, endpoint, started)
-        if isinstance(admitted, Outcome):
-            return admitted
-        event, position, routes = admitted
-        if self.dedup is None:
-            return self._run_and_settle_async(routes, event, endpoint, None, started, position)
-        return self._deliver_once_async(
-            self.dedup, body, event, position, routes, endpoint, started
-        )
 
     async def _deliver_once_async(
         self,
@@ -767,15 +722,44 @@ class WebhookReceiver:
 
     # -- shared by both paths ----------------------------------------------------------
 
-    def _admit(
+    @overload
+    def _begin(
         self,
+        is_async: Literal[False],
         body: Body,
         signature: str | bytes | None,
-        headers: Headers | None,
-        endpoint: Callable[[Event], object] | None,
-        started: float,
-    ) -> Outcome | tuple[Event, int, tuple[Route, ...]]:
-        """Verify and route; an ``Outcome`` when the delivery is already answered."""
+        endpoint: Callable[[Event], object] | None = None,
+        headers: Headers | None = None,
+    ) -> Outcome: ...
+
+    @overload
+    def _begin(
+        self,
+        is_async: Literal[True],
+        body: Body,
+        signature: str | bytes | None,
+        endpoint: Callable[[Event], object] | None = None,
+        headers: Headers | None = None,
+    ) -> Outcome | Coroutine[Any, Any, Outcome]: ...
+
+    def _begin(
+        self,
+        is_async: bool,
+        body: Body,
+        signature: str | bytes | None,
+        endpoint: Callable[[Event], object] | None = None,
+        headers: Headers | None = None,
+    ) -> Outcome | Coroutine[Any, Any, Outcome]:
+        """Where ``handle`` and ``handle_async`` start, and where adapters call in.
+
+        Adapters that find the one X-Signature value themselves pass it as
+        ``signature`` and no ``headers``. Verifying and routing need no awaiting,
+        so both paths do them here. The sync path then runs the handlers and
+        returns the answer; the async one returns a coroutine, for the caller to
+        await, that runs them (a coroutine fewer per delivery than an ``async
+        def`` around it all), or the answer when no handler is to run.
+        """
+        started = perf_counter()
         try:
             if headers is not None:
                 signature = signature_from_headers(headers)
@@ -785,7 +769,14 @@ class WebhookReceiver:
         routes = self._router.handlers_for(event)
         if not routes and endpoint is None:
             return self._finish(_IGNORED, event, started, position)
-        return event, position, routes
+        dedup = self.dedup
+        if is_async:
+            if dedup is None:
+                return self._run_and_settle_async(routes, event, endpoint, None, started, position)
+            return self._deliver_once_async(dedup, body, event, position, routes, endpoint, started)
+        if dedup is None:
+            return self._run_and_settle(routes, event, endpoint, None, started, position)
+        return self._deliver_once(dedup, body, event, position, routes, endpoint, started)
 
     def _check_claim(
         self, got: Claim | Exception, event: Event, started: float, position: int

@@ -80,7 +80,7 @@ class CensusWebhookMiddleware:
             if body is None:  # the client left: nobody to answer, nothing to handle
                 return
             if signatures == 1:
-                pending = receiver._begin_async(body, signature)
+                pending = receiver._begin(True, body, signature)
                 outcome = pending if isinstance(pending, Outcome) else await pending
             else:
                 outcome = await receiver.handle_async(body, headers)

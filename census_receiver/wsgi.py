@@ -80,8 +80,8 @@ def handle_environ(
     # Servers fold a repeated header into one comma-joined value, which the
     # general path splits and refuses; a single value goes straight in.
     if type(signature) is str and "," not in signature:
-        return receiver._deliver(body, signature, endpoint)
-    return receiver.handle(body, _EnvironHeaders(environ), endpoint=endpoint)
+        return receiver._begin(False, body, signature, endpoint)
+    return receiver._begin(False, body, None, endpoint, _EnvironHeaders(environ))
 
 
 def _read_body(environ: WSGIEnvironment, limit: int) -> bytes | None:

@@ -1074,18 +1074,13 @@ def real_server(
     probes = _make_probe(monkeypatch, "sync", receiver)
     probe = next(probes)
     # Where every delivery enters the core, whether or not handle(_async) is called.
-    real_sync, real_async = receiver._deliver, receiver._begin_async
+    real_begin = receiver._begin
 
-    def deliver(body: Any, *args: Any) -> Outcome:
+    def begin(is_async: Any, body: Any, *args: Any) -> Any:
         sizes.append(len(body))
-        return real_sync(body, *args)
+        return real_begin(is_async, body, *args)
 
-    def begin_async(body: Any, *args: Any) -> Any:
-        sizes.append(len(body))
-        return real_async(body, *args)
-
-    monkeypatch.setattr(receiver, "_deliver", deliver)
-    monkeypatch.setattr(receiver, "_begin_async", begin_async)
+    monkeypatch.setattr(receiver, "_begin", begin)
     if request.param == "uvicorn":
         app = CensusWebhookMiddleware(_unreachable_asgi, receiver=receiver)
         served = uvicorn_server(_counting_asgi(app, pulled))

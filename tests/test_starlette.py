@@ -122,10 +122,10 @@ class RecordingReceiver(WebhookReceiver):
         super().__init__(secret=SECRET, max_body_size=LIMIT)
         self.sizes: list[int] = []
 
-    def _begin_async(self, body: Any, *args: Any) -> Any:
+    def _begin(self, is_async: Any, body: Any, *args: Any) -> Any:
         # Where every delivery enters the core, whether or not handle_async is called.
         self.sizes.append(len(body))
-        return super()._begin_async(body, *args)
+        return super()._begin(is_async, body, *args)
 
 
 @pytest.fixture
