@@ -9,9 +9,11 @@ that an adapter writes back. Its steps, in order::
 
 The first steps are pure (``verify_event``); only running handlers and talking
 to the dedup store have effects. ``handle`` and ``handle_async`` share every
-step but how handlers run: the sync path calls sync handlers directly and runs
-async ones on a private event loop thread; the async path awaits async handlers
-and runs sync ones in a worker thread, so the event loop is never blocked.
+step but how handlers run (both start in ``_begin``, where the adapters call in
+with the X-Signature value they found): the sync path calls sync handlers
+directly and runs async ones on a private event loop thread; the async path
+awaits async handlers and runs sync ones in a worker thread, so the event loop
+is never blocked.
 """
 
 from __future__ import annotations
