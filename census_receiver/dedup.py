@@ -297,8 +297,9 @@ class RedisDedupStore:
     in a worker thread so the event loop never blocks. With
     ``redis.asyncio.Redis`` it serves ``handle_async`` only, natively. Set
     ``socket_timeout`` (and ``socket_connect_timeout``) on the client, a second
-    or two: a Redis that stops answering must not hold a delivery past Census's
-    10 s.
+    or two: the receiver answers 503 at its deadline when Redis stops answering,
+    but the call itself waits on (holding a worker thread) until the socket
+    times out, and with ``deadline=None`` so does the delivery.
 
     Args:
         client: a ``redis.Redis`` or ``redis.asyncio.Redis`` (cluster clients
@@ -344,9 +345,9 @@ class RedisDedupStore:
         options = getattr(pool, "connection_kwargs", None)
         if isinstance(options, dict) and options.get("socket_timeout") is None:
             logger.warning(
-                "census RedisDedupStore: the Redis client has no socket_timeout; a Redis that "
-                "stops answering would hold deliveries past Census's 10 s (pass "
-                "socket_timeout=2, socket_connect_timeout=2 to the client)"
+                "census RedisDedupStore: the Redis client has no socket_timeout; calls to a "
+                "Redis that stops answering would wait forever, each holding a worker thread "
+                "or task (pass socket_timeout=2, socket_connect_timeout=2 to the client)"
             )
 
     def __repr__(self) -> str:

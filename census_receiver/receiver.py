@@ -498,7 +498,38 @@ class WebhookReceiver:
         endpoint: Callable[[Event], object] | None,
         started: float,
     ) -> Outcome:
-        """The rest of a delivery with dedup on: claim, run (within the deadline), settle."""
+        """The rest of a delivery with dedup on: claim, run and settle, within the deadline.
+
+        The store's answer counts against the deadline too: a store that stops
+        answering (rather than refusing) must not hold the request past Census's
+        10 s. The work runs in a worker thread, carrying the contextvars (so a
+        Flask view still sees its request), while this thread waits.
+        """
+        progress = _Progress()
+        work = functools.partial(
+            self._claim_and_run, dedup, body, event, position, routes, endpoint, started, progress
+        )
+        if self.deadline is None:
+            return work()
+        future = self._pool().submit(contextvars.copy_context().run, work)
+        try:
+            return future.result(timeout=max(0.0, self.deadline - (perf_counter() - started)))
+        except concurrent.futures.TimeoutError:
+            if progress.stage == "unclaimed":  # failed open: no claim, so no deadline either
+                return future.result()
+            return self._past_deadline(progress, event, started, position)
+
+    def _claim_and_run(
+        self,
+        dedup: DedupStore,
+        body: Body,
+        event: Event,
+        position: int,
+        routes: tuple[Route, ...],
+        endpoint: Callable[[Event], object] | None,
+        started: float,
+        progress: _Progress,
+    ) -> Outcome:
         try:
             got: Claim | Exception = dedup.claim(self._dedup_key(event, body))
         except ConfigurationError:
@@ -508,8 +539,7 @@ class WebhookReceiver:
         claim = self._check_claim(got, event, started, position)
         if isinstance(claim, Outcome):
             return claim
-        if claim is not None and self.deadline is not None:
-            return self._run_with_deadline(routes, event, endpoint, claim, started, position)
+        progress.stage = "unclaimed" if claim is None else "claimed"
         return self._run_and_settle(routes, event, endpoint, claim, started, position)
 
     def _run_and_settle(
@@ -546,26 +576,6 @@ class WebhookReceiver:
         if claim is not None:
             self._store_sync(claim, done=True)
         return self._finish(_HANDLED, event, started, position, result)
-
-    def _run_with_deadline(
-        self,
-        routes: tuple[Route, ...],
-        event: Event,
-        endpoint: Callable[[Event], object] | None,
-        claim: Claim,
-        started: float,
-        position: int,
-    ) -> Outcome:
-        assert self.deadline is not None
-        # contextvars travel with the work, so a Flask view still sees its request.
-        context = contextvars.copy_context()
-        future = self._pool().submit(
-            context.run, self._run_and_settle, routes, event, endpoint, claim, started, position
-        )
-        try:
-            return future.result(timeout=max(0.0, self.deadline - (perf_counter() - started)))
-        except concurrent.futures.TimeoutError:
-            return self._finish(_DEADLINE, event, started, position)
 
     def _call_sync(self, fn: Callable[[Event], object], event: Event) -> object:
         result = fn(event)
@@ -626,7 +636,34 @@ class WebhookReceiver:
         endpoint: Callable[[Event], object] | None,
         started: float,
     ) -> Outcome:
-        """``_deliver_once`` for the event loop."""
+        """``_deliver_once`` for the event loop: the work is a task, awaited up to the deadline."""
+        progress = _Progress()
+        work = self._claim_and_run_async(
+            dedup, body, event, position, routes, endpoint, started, progress
+        )
+        if self.deadline is None:
+            return await work
+        task = asyncio.ensure_future(work)
+        # Keep a reference until it is done: past the deadline it settles the claim.
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        remaining = max(0.0, self.deadline - (perf_counter() - started))
+        done, _ = await asyncio.wait((task,), timeout=remaining)
+        if done or progress.stage == "unclaimed":  # failed open: no claim, so no deadline
+            return await task
+        return self._past_deadline(progress, event, started, position)
+
+    async def _claim_and_run_async(
+        self,
+        dedup: DedupStore,
+        body: Body,
+        event: Event,
+        position: int,
+        routes: tuple[Route, ...],
+        endpoint: Callable[[Event], object] | None,
+        started: float,
+        progress: _Progress,
+    ) -> Outcome:
         try:
             got: Claim | Exception = await dedup.claim_async(self._dedup_key(event, body))
         except ConfigurationError:
@@ -636,18 +673,7 @@ class WebhookReceiver:
         claim = self._check_claim(got, event, started, position)
         if isinstance(claim, Outcome):
             return claim
-        if claim is not None and self.deadline is not None:
-            task = asyncio.ensure_future(
-                self._run_and_settle_async(routes, event, endpoint, claim, started, position)
-            )
-            remaining = max(0.0, self.deadline - (perf_counter() - started))
-            done, _ = await asyncio.wait((task,), timeout=remaining)
-            if done:
-                return task.result()
-            # Keep a reference so the task is not collected; it settles the claim.
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-            return self._finish(_DEADLINE, event, started, position)
+        progress.stage = "unclaimed" if claim is None else "claimed"
         return await self._run_and_settle_async(routes, event, endpoint, claim, started, position)
 
     async def _run_and_settle_async(
@@ -803,6 +829,20 @@ class WebhookReceiver:
         )
         return self._finish(_UNAVAILABLE, event, started, position)
 
+    def _past_deadline(
+        self, progress: _Progress, event: Event, started: float, position: int
+    ) -> Outcome:
+        """The 503 of a delivery still going at the deadline: its handlers, or its store."""
+        if progress.stage == "claimed":
+            return self._finish(_DEADLINE, event, started, position)
+        logger.error(
+            "census dedup store did not answer within the %.1f s deadline; answering 503 "
+            "so Census retries %s later",
+            self.deadline,
+            _printable(event.event),
+        )
+        return self._finish(_UNAVAILABLE, event, started, position)
+
     def _settle_failure(
         self,
         error: Exception,
@@ -905,6 +945,16 @@ class WebhookReceiver:
             executor.shutdown(wait=True)
         if loop_thread is not None:
             loop_thread.stop()
+
+
+class _Progress:
+    """How far a deduplicated delivery got, read when its deadline passes."""
+
+    __slots__ = ("stage",)
+
+    def __init__(self) -> None:
+        #: "claiming", then "claimed", or "unclaimed" when the store failed open.
+        self.stage = "claiming"
 
 
 class _LoopThread:

@@ -322,6 +322,78 @@ def test_unreachable_store_can_fail_open(mode: str) -> None:
     assert runner(receiver, mode)(d.body, d.headers).status == 200 and len(calls) == 1
 
 
+class HungStore(InMemoryDedupStore):
+    """A store that stops answering claims (as a paused server does) until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.released = threading.Event()
+
+    def claim(self, key: str) -> Claim:
+        assert self.released.wait(5)
+        return super().claim(key)
+
+    async def claim_async(self, key: str) -> Claim:
+        for _ in range(500):
+            if self.released.is_set():
+                return super().claim(key)
+            await asyncio.sleep(0.01)
+        raise AssertionError("never released")
+
+
+def test_a_store_that_stops_answering_gets_503_at_the_deadline(
+    mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = HungStore()
+    receiver = WebhookReceiver(SECRET, dedup=store, deadline=0.1)
+    calls: list[Event] = []
+    receiver.on("*")(calls.append)
+    d = make_delivery("sync.failed", secret=SECRET)
+
+    async def deliver() -> Outcome:
+        return await receiver.handle_async(d.body, d.headers)
+
+    async def scenario() -> tuple[Outcome, float, list[str]]:
+        began = time.monotonic()
+        first = await deliver() if mode == "async" else receiver.handle(d.body, d.headers)
+        elapsed = time.monotonic() - began
+        assert calls == []  # nothing ran without a claim
+        store.released.set()  # the store answers at last: the claim goes on in the background
+        later = []
+        for _ in range(250):
+            answer = await deliver() if mode == "async" else receiver.handle(d.body, d.headers)
+            later.append(answer.reason)
+            if answer.reason == "duplicate":
+                break
+            await asyncio.sleep(0.02)
+        return first, elapsed, later
+
+    first, elapsed, later = asyncio.run(scenario())
+    # Answered at the deadline, not when the store came back (or Census's 10 s ran out).
+    assert (first.status, first.reason) == (503, "dedup_unavailable")
+    assert elapsed < 2
+    assert any("did not answer within the 0.1 s deadline" in m for m in caplog.messages)
+    # The held-up claim went through, the handler ran once, and the retry found it done.
+    assert later[-1] == "duplicate" and len(calls) == 1, later
+    receiver.close()
+
+
+def test_failing_open_waits_for_the_handlers_past_the_deadline(mode: str) -> None:
+    # Without a claim there is nothing for Census's retry to find: no deadline then.
+    receiver = WebhookReceiver(SECRET, dedup=BrokenStore(), dedup_fail_open=True, deadline=0.05)
+    calls: list[Event] = []
+
+    @receiver.on("*")
+    def slow(event: Event) -> None:
+        time.sleep(0.2)
+        calls.append(event)
+
+    d = make_delivery("sync.failed", secret=SECRET)
+    outcome = runner(receiver, mode)(d.body, d.headers)
+    assert (outcome.status, outcome.reason) == (200, "handled") and len(calls) == 1
+    receiver.close()
+
+
 class UnsettlingStore(InMemoryDedupStore):
     """A store that goes down after the claim."""
 

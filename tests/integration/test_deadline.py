@@ -3,9 +3,11 @@
 Census gives up on an attempt after 10 s and retries it. With dedup on, the
 receiver answers 503 at its deadline while the handlers keep running; Census's
 next attempt gets 409 while they still run, then 200 ``duplicate`` once they
-succeeded, and the handler never runs twice. Shown here under uvicorn (ASGI
-middleware, ``handle_async``) and Werkzeug (WSGI middleware, ``handle``), with
-the Redis store, and with a deadline of 0.3 s instead of 8 s to keep it short.
+succeeded, and the handler never runs twice. The same holds when it is Redis
+that stops answering (a paused server, not a refused connection). Shown here
+under uvicorn (ASGI middleware, async path) and Werkzeug (WSGI middleware, sync
+path), with the Redis store, and with a deadline of 0.3 s instead of 8 s to keep
+it short.
 """
 
 from __future__ import annotations
@@ -48,7 +50,21 @@ def not_found_wsgi(environ: Any, start_response: Any) -> list[bytes]:
     return []
 
 
-@pytest.mark.parametrize("stack", ["asgi-uvicorn", "wsgi-werkzeug"])
+def serve(
+    stack: str,
+    receiver: WebhookReceiver,
+    uvicorn_server: Callable[[Any], Served],
+    werkzeug_server: Callable[[Any], Served],
+) -> Served:
+    if stack == "asgi-uvicorn":
+        return uvicorn_server(ASGIMiddleware(not_found, receiver=receiver, path=PATH))
+    return werkzeug_server(WSGIMiddleware(not_found_wsgi, receiver=receiver, path=PATH))
+
+
+STACKS = pytest.mark.parametrize("stack", ["asgi-uvicorn", "wsgi-werkzeug"])
+
+
+@STACKS
 def test_slow_handler_gets_503_at_the_deadline_and_the_retry_a_duplicate(
     stack: str,
     client: redis.Redis,
@@ -66,10 +82,7 @@ def test_slow_handler_gets_503_at_the_deadline_and_the_retry_a_duplicate(
         assert release.wait(WAIT)
         finished.set()
 
-    if stack == "asgi-uvicorn":
-        served = uvicorn_server(ASGIMiddleware(not_found, receiver=receiver, path=PATH))
-    else:
-        served = werkzeug_server(WSGIMiddleware(not_found_wsgi, receiver=receiver, path=PATH))
+    served = serve(stack, receiver, uvicorn_server, werkzeug_server)
     d = make_delivery("sync.failed", secret=SECRET)
     with httpx.Client(base_url=served.url, timeout=WAIT) as http:
 
@@ -102,4 +115,46 @@ def test_slow_handler_gets_503_at_the_deadline_and_the_retry_a_duplicate(
     reasons = receiver.stats.counts()
     assert reasons[("sync.failed", "deadline")] == 1
     assert reasons[("sync.failed", "duplicate")] == 1
+    receiver.close()
+
+
+@STACKS
+def test_a_paused_redis_gets_503_at_the_deadline_and_the_retry_is_handled_once(
+    stack: str,
+    redis_server: RedisServer,
+    client: redis.Redis,
+    uvicorn_server: Callable[[Any], Served],
+    werkzeug_server: Callable[[Any], Served],
+) -> None:
+    # The client waits up to 5 s for an answer: far past the deadline.
+    receiver = WebhookReceiver(SECRET, dedup=RedisDedupStore(client), deadline=0.3)
+    calls: list[Event] = []
+    receiver.on("sync.failed")(calls.append)
+    served = serve(stack, receiver, uvicorn_server, werkzeug_server)
+    d = make_delivery("sync.failed", secret=SECRET)
+    with httpx.Client(base_url=served.url, timeout=WAIT) as http:
+        with redis_server.paused():
+            began = time.monotonic()
+            first = http.post(PATH, content=d.body, headers=d.headers)
+            elapsed = time.monotonic() - began
+        # Answered at the deadline while Redis said nothing, not when it came back.
+        assert (first.status_code, first.json()) == (
+            503,
+            {"error": "the deduplication store is unavailable"},
+        )
+        assert elapsed < 3, elapsed
+        assert calls == []
+        # Redis answers the held-up claim now; Census's retry finds the delivery
+        # being handled or done, and the handler runs once either way.
+        answers = []
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            answer = http.post(PATH, content=d.body, headers=d.headers)
+            answers.append(answer.json())
+            if answer.is_success:
+                break
+            assert answer.status_code == 409, answers
+            time.sleep(0.02)
+    assert answers[-1] in ({"status": "ok"}, {"status": "duplicate"}), answers
+    assert len(calls) == 1
     receiver.close()
