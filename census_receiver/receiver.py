@@ -536,10 +536,9 @@ class WebhookReceiver:
             raise
         except Exception as exc:  # noqa: BLE001 - any store failure is "unavailable"
             got = exc
-        claim = self._check_claim(got, event, started, position)
+        claim = self._check_claim(got, event, started, position, progress)
         if isinstance(claim, Outcome):
             return claim
-        progress.stage = "unclaimed" if claim is None else "claimed"
         return self._run_and_settle(routes, event, endpoint, claim, started, position)
 
     def _run_and_settle(
@@ -670,10 +669,9 @@ class WebhookReceiver:
             raise
         except Exception as exc:  # noqa: BLE001 - any store failure is "unavailable"
             got = exc
-        claim = self._check_claim(got, event, started, position)
+        claim = self._check_claim(got, event, started, position, progress)
         if isinstance(claim, Outcome):
             return claim
-        progress.stage = "unclaimed" if claim is None else "claimed"
         return await self._run_and_settle_async(routes, event, endpoint, claim, started, position)
 
     async def _run_and_settle_async(
@@ -807,11 +805,17 @@ class WebhookReceiver:
         return self._deliver_once(dedup, body, event, position, routes, endpoint, started)
 
     def _check_claim(
-        self, got: Claim | Exception, event: Event, started: float, position: int
+        self,
+        got: Claim | Exception,
+        event: Event,
+        started: float,
+        position: int,
+        progress: _Progress,
     ) -> Outcome | Claim | None:
         """What the store's answer means: answer now, run with the claim, or run without."""
         if isinstance(got, Claim):
             if got.state is ClaimState.CLAIMED:
+                progress.stage = "claimed"
                 return got
             template = _DUPLICATE if got.state is ClaimState.DONE else _IN_PROGRESS
             return self._finish(template, event, started, position)
@@ -821,6 +825,7 @@ class WebhookReceiver:
                 _describe_store_error(got),
                 _printable(event.event),
             )
+            progress.stage = "unclaimed"
             return None
         logger.error(
             "census dedup store unavailable (%s); answering 503 so Census retries %s later",
