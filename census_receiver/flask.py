@@ -24,7 +24,7 @@ from flask import Flask, abort, current_app, request
 
 from .errors import ConfigurationError
 from .receiver import DEFAULT_MAX_BODY_SIZE, DEFAULT_PATH, WebhookReceiver
-from .wsgi import _read_body, handle_environ
+from .wsgi import _handle_environ, _read_body
 
 if TYPE_CHECKING:
     from flask.typing import ResponseReturnValue
@@ -78,7 +78,7 @@ def _handle(receiver: WebhookReceiver, endpoint: Callable[[Event], object] | Non
         if body is None:  # the client left mid-body: nothing to handle, nobody to answer
             abort(400)
         request.stream = io.BytesIO(body)  # Werkzeug's cached stream, refilled for the view
-        outcome = handle_environ(receiver, body, request.environ, endpoint)
+        outcome = _handle_environ(receiver, body, request.environ, endpoint)
     return outcome
 
 

@@ -59,7 +59,7 @@ class CensusWebhookMiddleware:
             if body is None:  # the client left: nobody to answer, nothing to handle
                 start_response("400 Bad Request", [("content-length", "0")])
                 return []
-            outcome = handle_environ(receiver, body, environ)
+            outcome = _handle_environ(receiver, body, environ)
         start_response(_status_line(outcome.status), list(outcome.headers))
         return [outcome.body]
 
@@ -69,7 +69,7 @@ def _status_line(status: int) -> str:
     return f"{status} {HTTPStatus(status).phrase}"
 
 
-def handle_environ(
+def _handle_environ(
     receiver: WebhookReceiver,
     body: bytes,
     environ: WSGIEnvironment,
