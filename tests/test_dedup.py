@@ -446,6 +446,22 @@ def test_deadline_answers_503_then_retry_finds_it_done(mode: str) -> None:
     receiver.close()
 
 
+def test_no_deadline_waits_for_the_handlers(mode: str) -> None:
+    receiver = WebhookReceiver(SECRET, dedup=InMemoryDedupStore(), deadline=None)
+    calls: list[Event] = []
+
+    @receiver.on("*")
+    def slow(event: Event) -> None:
+        time.sleep(0.1)
+        calls.append(event)
+
+    d = make_delivery("sync.failed", secret=SECRET)
+    run = runner(receiver, mode)
+    assert [run(d.body, d.headers).reason for _ in range(2)] == ["handled", "duplicate"]
+    assert len(calls) == 1
+    receiver.close()
+
+
 def test_deadline_keeps_flask_style_context(mode: str) -> None:
     import contextvars
 
