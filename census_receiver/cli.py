@@ -355,14 +355,29 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+def _is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _relays_to_itself(url: str, host: str, port: int, path: str) -> bool:
+    """Whether a ``--forward`` URL is the webhook URL of the server being started."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        forward_port = parts.port or 80
+    except ValueError:
+        return False  # not a port at all: the relay says so when it runs
+    forward_host = parts.hostname or ""
+    listens_locally = host in ("0.0.0.0", "::", "") or _is_loopback(host)  # noqa: S104
+    same_host = forward_host == host or (_is_loopback(forward_host) and listens_locally)
+    return parts.scheme == "http" and same_host and forward_port == port and parts.path == path
+
+
 def _opener(url: str) -> urllib.request.OpenerDirector:
     handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
-    host = urllib.parse.urlsplit(url).hostname or ""
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if loopback:
+    if _is_loopback(urllib.parse.urlsplit(url).hostname or ""):
         # A local receiver is never behind the proxy that http_proxy names.
         handlers.append(urllib.request.ProxyHandler({}))
     return urllib.request.build_opener(*handlers)
@@ -750,6 +765,13 @@ def _serve(args: argparse.Namespace, prog: str) -> int:
         ) from None
     if not args.path.startswith("/"):
         raise _Failure(EXIT_INPUT, f"--path must start with '/', not {args.path!r}")
+    for target in args.forward:
+        if _relays_to_itself(target, args.host, args.port, args.path):
+            raise _Failure(
+                EXIT_INPUT,
+                f"--forward {target} is this server's own webhook URL: every delivery "
+                "would be relayed to itself; forward to your app's URL instead",
+            )
     console = _Console(sys.stdout)
     found = _secret_list(args.secret)
     generated = not found

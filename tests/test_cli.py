@@ -412,6 +412,41 @@ def test_serve_refuses_a_relative_path(capsys: pytest.CaptureFixture[str]) -> No
     assert "--path must start with '/'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:{port}/webhooks/census",
+        "http://localhost:{port}/webhooks/census",
+        "http://[::1]:{port}/webhooks/census",
+    ],
+)
+def test_serve_refuses_to_forward_to_itself(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]  # no server is started: refused before listening
+    target = url.format(port=port)
+    argv = ["serve", "--port", str(port), "--secret", SECRET, "--forward", target]
+    assert main(argv) == EXIT_INPUT
+    assert f"--forward {target} is this server's own webhook URL" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:{port}/webhooks/other",  # the app's own route on the same server
+        "http://127.0.0.1:{other}/webhooks/census",
+        "http://example.test:{port}/webhooks/census",
+    ],
+)
+def test_forward_targets_that_are_not_the_server_itself_are_accepted(url: str) -> None:
+    from census_receiver.cli import _relays_to_itself
+
+    target = url.format(port=8000, other=8001)
+    assert not _relays_to_itself(target, "127.0.0.1", 8000, "/webhooks/census")
+    assert _relays_to_itself(
+        "http://127.0.0.1:8000/webhooks/census", "127.0.0.1", 8000, "/webhooks/census"
+    )
+
+
 # -- send --retry ---------------------------------------------------------------------
 
 
