@@ -378,9 +378,9 @@ def test_a_store_that_stops_answering_gets_503_at_the_deadline(
     receiver.close()
 
 
-def test_failing_open_waits_for_the_handlers_past_the_deadline(mode: str) -> None:
-    # Without a claim there is nothing for Census's retry to find: no deadline then.
-    receiver = WebhookReceiver(SECRET, dedup=BrokenStore(), dedup_fail_open=True, deadline=0.05)
+def slow_receiver(**options: Any) -> tuple[WebhookReceiver, list[Event]]:
+    """A receiver whose one handler takes 0.2 s, longer than the short deadlines here."""
+    receiver = WebhookReceiver(SECRET, **options)
     calls: list[Event] = []
 
     @receiver.on("*")
@@ -388,6 +388,12 @@ def test_failing_open_waits_for_the_handlers_past_the_deadline(mode: str) -> Non
         time.sleep(0.2)
         calls.append(event)
 
+    return receiver, calls
+
+
+def test_failing_open_waits_for_the_handlers_past_the_deadline(mode: str) -> None:
+    # Without a claim there is nothing for Census's retry to find: no deadline then.
+    receiver, calls = slow_receiver(dedup=BrokenStore(), dedup_fail_open=True, deadline=0.05)
     d = make_delivery("sync.failed", secret=SECRET)
     outcome = runner(receiver, mode)(d.body, d.headers)
     assert (outcome.status, outcome.reason) == (200, "handled") and len(calls) == 1
@@ -447,14 +453,7 @@ def test_deadline_answers_503_then_retry_finds_it_done(mode: str) -> None:
 
 
 def test_no_deadline_waits_for_the_handlers(mode: str) -> None:
-    receiver = WebhookReceiver(SECRET, dedup=InMemoryDedupStore(), deadline=None)
-    calls: list[Event] = []
-
-    @receiver.on("*")
-    def slow(event: Event) -> None:
-        time.sleep(0.1)
-        calls.append(event)
-
+    receiver, calls = slow_receiver(dedup=InMemoryDedupStore(), deadline=None)
     d = make_delivery("sync.failed", secret=SECRET)
     run = runner(receiver, mode)
     assert [run(d.body, d.headers).reason for _ in range(2)] == ["handled", "duplicate"]
