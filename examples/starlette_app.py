@@ -2,9 +2,15 @@
 
 Run it (the secret is the one Census shows when you create the webhook)::
 
-    CENSUS_WEBHOOK_SECRET=... python examples/starlette_app.py
+    CENSUS_WEBHOOK_SECRET=... python examples/starlette_app.py [--host H] [--port P]
 
-then point Census at http://<host>:8000/webhooks/census.
+It listens on http://127.0.0.1:8000 (this machine only) and prints the
+``census-receiver send`` command that posts it a signed test delivery. Census
+itself posts to a public HTTPS URL: while developing, put a tunnel in front of
+this port (docs/local-development.md); in production, an HTTPS reverse proxy
+(docs/deploy.md). Then point Census at ``https://<public host>/webhooks/census``.
+``--host 0.0.0.0`` listens on every interface, for a proxy on another machine
+or a container.
 """
 
 from __future__ import annotations
@@ -38,6 +44,21 @@ app = Starlette(routes=[Route("/", home)])
 app.add_middleware(CensusWebhookMiddleware, receiver=receiver, path="/webhooks/census")
 
 if __name__ == "__main__":
+    import argparse
+
     import uvicorn
 
-    uvicorn.run(app, host="127.0.0.1", port=8000)
+    parser = argparse.ArgumentParser(description="Serve this example until Ctrl-C.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
+    parser.add_argument("--port", type=int, default=8000, help="port (%(default)s)")
+    args = parser.parse_args()
+    local = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    url = f"http://{local}:{args.port}/webhooks/census"
+    print(f"Listening on {url}  (Ctrl-C to stop)")
+    print("Send a signed test delivery from another terminal (same CENSUS_WEBHOOK_SECRET):")
+    print(f"    census-receiver send sync.failed --url {url}", flush=True)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port)
+    finally:
+        receiver.close()
+    print("stopped")

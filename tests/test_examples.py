@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -19,7 +22,10 @@ import pytest
 from starlette.testclient import TestClient
 from werkzeug.test import Client
 
+from census_receiver.cli import EXIT_OK
 from census_receiver.pytest_plugin import CensusPoster
+
+from .test_cli import WAIT, Serve, cli_env, run_cli
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 NAMES = ["starlette_app", "fastapi_app", "flask_app", "wsgi_app"]
@@ -67,9 +73,9 @@ def test_fastapi_example(
     client = TestClient(load("fastapi_app").app)
     answer = census_post(client, "sync.failed", sync_id=42, sync_run_id=7)
     assert (answer.status_code, answer.json()) == (200, {"status": "ok"})
-    routed = census_post(client, "sync.started", path="/census/route")
+    routed = census_post(client, "sync.started", path="/census/events")
     assert routed.json() == {"status": "ok", "event": "sync.started"}
-    forged = census_post(client, "sync.failed", path="/census/route", bad_signature=True)
+    forged = census_post(client, "sync.failed", path="/census/events", bad_signature=True)
     assert (forged.status_code, list(forged.json())) == (401, ["detail"])
     assert client.get("/").json() == {"app": "the rest of your API"}
     assert capsys.readouterr().out.splitlines() == ["sync 42 failed in run 7"]
@@ -113,3 +119,66 @@ def test_example_run_without_a_secret_says_what_to_set(name: str) -> None:
     )
     assert result.returncode == 1
     assert "CENSUS_WEBHOOK_SECRET" in result.stderr.splitlines()[-1]
+
+
+@pytest.fixture
+def interruptible() -> Iterator[None]:
+    """Ctrl-C reaches the child, as in a terminal, even when this run ignores SIGINT.
+
+    A test run started in the background ignores SIGINT, and a child would inherit
+    that; a handler of ours is reset to the default when the child starts.
+    """
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_until_listening(port: int) -> None:
+    deadline = time.monotonic() + WAIT
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+@pytest.mark.usefixtures("interruptible")
+@pytest.mark.parametrize("name", NAMES)
+def test_example_run_says_where_it_listens_and_stops_cleanly_on_ctrl_c(
+    name: str, census_secret: str
+) -> None:
+    # As a user runs it: the URL on 127.0.0.1, a send command that works when pasted
+    # into a terminal with the same secret, and Ctrl-C ending it without a traceback.
+    port = free_port()
+    env = cli_env(CENSUS_WEBHOOK_SECRET=census_secret, PYTHONPATH=str(EXAMPLES.parent))
+    example = Serve(
+        env=env, command=[sys.executable, str(EXAMPLES / f"{name}.py"), "--port", str(port)]
+    )
+    try:
+        assert example.url == f"http://127.0.0.1:{port}/webhooks/census"
+        command = example.wait_for(r"^    census-receiver send ").split()
+        assert command[:3] == ["census-receiver", "send", "sync.failed"]
+        wait_until_listening(port)
+        sent = run_cli(*command[1:], env=env)
+        assert sent.returncode == EXIT_OK, sent.stdout + sent.stderr
+    finally:
+        code = example.stop()
+    assert code == EXIT_OK, example.output
+    assert "Traceback" not in example.output
+    assert "sync 3167956 failed in run 324402082" in example.lines
+    assert example.lines[-1] == "stopped"
