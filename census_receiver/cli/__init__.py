@@ -43,15 +43,15 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, TextIO, overload
 
-from . import __version__
-from .errors import RequestRejected
-from .receiver import SECRET_ENV_VAR, Outcome, WebhookReceiver
-from .signature import SecretSet, compute_signature, decode_signature, signature_from_headers
-from .testing import DEFAULT_PATH, EVENT_NAMES, RETRY_DELAYS, make_delivery
+from .. import __version__
+from ..errors import RequestRejected
+from ..receiver import SECRET_ENV_VAR, Outcome, WebhookReceiver
+from ..signature import SecretSet, compute_signature, decode_signature, signature_from_headers
+from ..testing import DEFAULT_PATH, EVENT_NAMES, RETRY_DELAYS, make_delivery
 
 if TYPE_CHECKING:
-    from ._types import Body, Headers
-    from .events import Event
+    from .._types import Body, Headers
+    from ..events import Event
 
 __all__ = [
     "EXIT_INPUT",
@@ -756,7 +756,7 @@ def _serve(args: argparse.Namespace, prog: str) -> int:
         import uvicorn
         from starlette.applications import Starlette
 
-        from .starlette import CensusWebhookMiddleware
+        from ..starlette import CensusWebhookMiddleware
     except ImportError as exc:
         raise _Failure(
             EXIT_INPUT,
@@ -778,7 +778,7 @@ def _serve(args: argparse.Namespace, prog: str) -> int:
     if generated:
         found = [secrets.token_hex(20)]
     sock = _bind(args.host, args.port)
-    from .dedup import InMemoryDedupStore
+    from ..dedup import InMemoryDedupStore
 
     receiver = _ServeReceiver(
         found,
