@@ -7,10 +7,13 @@ Importing this package loads no web framework: adapters live in
 
 from __future__ import annotations
 
+from .answers import Outcome
+from .delivery import VerifiedDelivery
 from .errors import (
     CensusReceiverError,
     ConfigurationError,
     DedupUnavailable,
+    IncompleteBody,
     InvalidSignature,
     MalformedPayload,
     MethodNotAllowed,
@@ -32,7 +35,7 @@ from .events import (
     SyncTriggered,
     parse_event,
 )
-from .receiver import Outcome, WebhookReceiver
+from .receiver import WebhookReceiver
 from .signature import SIGNATURE_HEADER, compute_signature
 from .stats import ReceiverStats
 
@@ -45,6 +48,7 @@ __all__ = [
     "ConfigurationError",
     "DedupUnavailable",
     "Event",
+    "IncompleteBody",
     "InvalidSignature",
     "MalformedPayload",
     "MethodNotAllowed",
@@ -61,6 +65,7 @@ __all__ = [
     "SyncStarted",
     "SyncSuccess",
     "SyncTriggered",
+    "VerifiedDelivery",
     "WebhookReceiver",
     "WorkspaceNotAllowed",
     "__version__",

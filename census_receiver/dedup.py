@@ -18,15 +18,16 @@ the event:
 ``complete`` and ``release`` only act on the holder's own claim (a token checks
 it), so a worker whose lease expired cannot undo a newer claim.
 
-Stores: ``InMemoryDedupStore`` for one process; ``RedisDedupStore`` (redis-py,
-sync or asyncio client) for many processes and machines. A store that cannot
+Stores: ``InMemoryDedupStore`` for one process; ``RedisDedupStore`` (redis-py's
+``redis.Redis``) and ``AsyncRedisDedupStore`` (``redis.asyncio``) for many
+processes and machines. A store follows ``DedupStore`` (plain methods) or
+``AsyncDedupStore`` (coroutines). A store that cannot
 reach its backend raises ``DedupUnavailable``; the receiver answers 503 then
 (or runs the handlers anyway when built with ``dedup_fail_open=True``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import hashlib
 import heapq
@@ -52,6 +53,8 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_LEASE",
     "DEFAULT_TTL",
+    "AsyncDedupStore",
+    "AsyncRedisDedupStore",
     "Claim",
     "ClaimState",
     "DedupStore",
@@ -60,6 +63,7 @@ __all__ = [
     "RedisDedupStore",
     "check_durations",
     "default_key",
+    "is_async_store",
 ]
 
 #: How long a handled delivery is remembered: Census's retries span about three
@@ -95,10 +99,12 @@ class Claim:
 
 @runtime_checkable
 class DedupStore(Protocol):
-    """What the receiver needs of a dedup store; sync and async variants of each step.
+    """What the receiver needs of a dedup store whose calls block (or never wait).
 
-    A store may implement the async variants by calling the sync ones (an
-    in-memory store never blocks) or natively (an asyncio client).
+    ``handle`` calls these on the caller's thread (under a deadline, in a worker
+    thread); ``handle_async`` calls them in a worker thread, unless the store says
+    it never waits (``blocking = False``, as ``InMemoryDedupStore`` does), when
+    they run on the event loop.
     """
 
     def claim(self, key: str) -> Claim:
@@ -113,17 +119,30 @@ class DedupStore(Protocol):
         """Forget the claim (only if still held), so a retry runs the handlers again."""
         ...
 
-    async def claim_async(self, key: str) -> Claim:
-        """``claim`` for the async path."""
+
+@runtime_checkable
+class AsyncDedupStore(Protocol):
+    """A dedup store with an asyncio client: the same three steps, awaited.
+
+    It serves ``handle_async`` (ASGI) only: its client belongs to the server's loop.
+    """
+
+    async def claim(self, key: str) -> Claim:
+        """Atomically claim ``key`` unless it is done or claimed by someone else."""
         ...
 
-    async def complete_async(self, claim: Claim) -> None:
-        """``complete`` for the async path."""
+    async def complete(self, claim: Claim) -> None:
+        """Remember the claimed key as done (only if the claim is still held)."""
         ...
 
-    async def release_async(self, claim: Claim) -> None:
-        """``release`` for the async path."""
+    async def release(self, claim: Claim) -> None:
+        """Forget the claim (only if still held), so a retry runs the handlers again."""
         ...
+
+
+def is_async_store(store: object) -> bool:
+    """Whether ``store`` follows ``AsyncDedupStore`` (its ``claim`` is a coroutine function)."""
+    return inspect.iscoroutinefunction(getattr(store, "claim", None))
 
 
 def default_key(event: Event, body: Body) -> str:
@@ -180,6 +199,9 @@ class InMemoryDedupStore:
     Raises:
         ConfigurationError: for a non-positive ``ttl`` or ``lease``.
     """
+
+    #: Its steps never wait on I/O, so ``handle_async`` calls them on the event loop.
+    blocking = False
 
     def __init__(
         self,
@@ -243,18 +265,6 @@ class InMemoryDedupStore:
             if entry is not None and entry[0] == claim.token:
                 del self._entries[claim.key]
 
-    async def claim_async(self, key: str) -> Claim:
-        """``claim``; it never blocks, so it runs on the event loop."""
-        return self.claim(key)
-
-    async def complete_async(self, claim: Claim) -> None:
-        """``complete``; it never blocks, so it runs on the event loop."""
-        self.complete(claim)
-
-    async def release_async(self, claim: Claim) -> None:
-        """``release``; it never blocks, so it runs on the event loop."""
-        self.release(claim)
-
 
 logger = logging.getLogger("census_receiver")
 
@@ -279,48 +289,18 @@ return 0
 """
 _STATES = {1: ClaimState.CLAIMED, 2: ClaimState.DONE, 3: ClaimState.IN_PROGRESS}
 
-#: Clients ``RedisDedupStore`` accepts: redis-py's sync and asyncio ones.
-RedisClient: TypeAlias = (
-    "redis.Redis | redis.RedisCluster | redis.asyncio.Redis | redis.asyncio.RedisCluster"
-)
+_STATES = {1: ClaimState.CLAIMED, 2: ClaimState.DONE, 3: ClaimState.IN_PROGRESS}
 
 
-class RedisDedupStore:
-    """A dedup store in Redis, shared by every process and machine that uses it.
+class _RedisScripts:
+    """What both Redis stores share: settings, the three scripts, error wording.
 
-    Each step is one Lua script, atomic on the server: ``claim`` is a
-    ``SET key token NX PX lease``; ``complete`` and ``release`` act only when the
-    key still holds the caller's token; a done key is kept for ``ttl`` seconds.
-
-    Give it the client your code already uses. With ``redis.Redis`` it serves
-    both ``handle`` (WSGI, Flask) and ``handle_async`` (ASGI), where each call runs
-    in a worker thread so the event loop never blocks. With
-    ``redis.asyncio.Redis`` it serves ``handle_async`` only, natively. Set
-    ``socket_timeout`` (and ``socket_connect_timeout``) on the client, a second
-    or two: the receiver answers 503 at its deadline when Redis stops answering,
-    but the call itself waits on (holding a worker thread) until the socket
-    times out, and with ``deadline=None`` so does the delivery.
-
-    Args:
-        client: a ``redis.Redis`` or ``redis.asyncio.Redis`` (cluster clients
-            work too: every script touches one key).
-        ttl: seconds a handled delivery is remembered.
-        lease: seconds a claim survives its holder (a crashed process).
-        prefix: put before every dedup key, to share a Redis database.
-
-    Raises:
-        ConfigurationError: for a non-positive ``ttl`` or ``lease``, a lease
-            longer than the ttl, or an empty prefix.
+    ``register_script`` hands back a Script (sync client) or an AsyncScript, whose
+    call returns the reply or an awaitable of it; each runs EVALSHA, then EVAL
+    once if the server does not know the script (after a restart).
     """
 
-    def __init__(
-        self,
-        client: RedisClient,
-        *,
-        ttl: float = DEFAULT_TTL,
-        lease: float = DEFAULT_LEASE,
-        prefix: str = "census:dedup:",
-    ) -> None:
+    def __init__(self, client: Any, *, ttl: float, lease: float, prefix: str) -> None:
         import redis.exceptions
 
         check_durations(ttl, lease)
@@ -329,15 +309,10 @@ class RedisDedupStore:
         self.ttl = ttl
         self.lease = lease
         self.prefix = prefix
-        #: Whether ``client`` is an asyncio client (then only the async steps work).
-        self.is_async = inspect.iscoroutinefunction(getattr(client, "execute_command", None))
         self._client = client
         self._ttl_ms = max(1, round(ttl * 1000))
         self._lease_ms = max(1, round(lease * 1000))
         self._errors: tuple[type[Exception], ...] = (redis.exceptions.RedisError, OSError)
-        # register_script hands back a Script (sync client) or an AsyncScript, whose
-        # call returns the reply or an awaitable of it; each runs EVALSHA, then EVAL
-        # once if the server does not know the script (after a restart).
         self._claim: Callable[..., Any] = client.register_script(_CLAIM)
         self._complete: Callable[..., Any] = client.register_script(_COMPLETE)
         self._release: Callable[..., Any] = client.register_script(_RELEASE)
@@ -345,16 +320,15 @@ class RedisDedupStore:
         options = getattr(pool, "connection_kwargs", None)
         if isinstance(options, dict) and options.get("socket_timeout") is None:
             logger.warning(
-                "census RedisDedupStore: the Redis client has no socket_timeout; calls to a "
-                "Redis that stops answering would wait forever, each holding a worker thread "
-                "or task (pass socket_timeout=2, socket_connect_timeout=2 to the client)"
+                "census %s: the Redis client has no socket_timeout; calls to a Redis that "
+                "stops answering would wait forever, each holding a worker thread or task "
+                "(pass socket_timeout=2, socket_connect_timeout=2 to the client)",
+                type(self).__name__,
             )
 
     def __repr__(self) -> str:
-        kind = "asyncio" if self.is_async else "sync"
         return (
-            f"RedisDedupStore({kind} client, ttl={self.ttl!r}, lease={self.lease!r}, "
-            f"prefix={self.prefix!r})"
+            f"{type(self).__name__}(ttl={self.ttl!r}, lease={self.lease!r}, prefix={self.prefix!r})"
         )
 
     def _unavailable(self, step: str, exc: Exception) -> DedupUnavailable:
@@ -362,13 +336,53 @@ class RedisDedupStore:
         # the URL a client came from may carry a password.
         return DedupUnavailable(f"Redis did not answer the dedup {step} ({type(exc).__name__})")
 
-    def _refuse_sync(self) -> ConfigurationError:
-        return ConfigurationError(
-            "an asyncio Redis client serves handle_async only (ASGI); "
-            "pass redis.Redis for WSGI/Flask"
-        )
+    @staticmethod
+    def _claimed(key: str, state: int, token: str) -> Claim:
+        result = _STATES[state]
+        return Claim(key, result, token if result is ClaimState.CLAIMED else "")
 
-    # -- sync client -------------------------------------------------------------------
+
+class RedisDedupStore(_RedisScripts):
+    """A dedup store in Redis, shared by every process and machine that uses it.
+
+    Each step is one Lua script, atomic on the server: ``claim`` is a
+    ``SET key token NX PX lease``; ``complete`` and ``release`` act only when the
+    key still holds the caller's token; a done key is kept for ``ttl`` seconds.
+
+    Give it the ``redis.Redis`` client your code already uses; it serves both
+    ``handle`` (WSGI, Flask) and ``handle_async`` (ASGI, where each call runs in
+    a worker thread so the event loop never blocks). For an asyncio client, use
+    ``AsyncRedisDedupStore``. Set ``socket_timeout`` (and
+    ``socket_connect_timeout``) on the client, a second or two: the receiver
+    answers 503 at its deadline when Redis stops answering, but the call itself
+    waits on (holding a worker thread) until the socket times out.
+
+    Args:
+        client: a ``redis.Redis`` (a ``redis.RedisCluster`` works too: every
+            script touches one key).
+        ttl: seconds a handled delivery is remembered.
+        lease: seconds a claim survives its holder (a crashed process).
+        prefix: put before every dedup key, to share a Redis database.
+
+    Raises:
+        ConfigurationError: for an asyncio client, a non-positive ``ttl`` or
+            ``lease``, a lease longer than the ttl, or an empty prefix.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis | redis.RedisCluster,
+        *,
+        ttl: float = DEFAULT_TTL,
+        lease: float = DEFAULT_LEASE,
+        prefix: str = "census:dedup:",
+    ) -> None:
+        if inspect.iscoroutinefunction(getattr(client, "execute_command", None)):
+            raise ConfigurationError(
+                "RedisDedupStore takes a redis.Redis client; for a redis.asyncio client "
+                "use AsyncRedisDedupStore (it serves ASGI apps only)"
+            )
+        super().__init__(client, ttl=ttl, lease=lease, prefix=prefix)
 
     def claim(self, key: str) -> Claim:
         """Atomically claim ``key``; see the module docstring.
@@ -381,10 +395,7 @@ class RedisDedupStore:
 
         Raises:
             DedupUnavailable: when Redis cannot be reached or fails.
-            ConfigurationError: when the store wraps an asyncio client.
         """
-        if self.is_async:
-            raise self._refuse_sync()
         token = secrets.token_hex(16)
         try:
             state = self._claim(keys=[self.prefix + key], args=[token, self._lease_ms])
@@ -397,10 +408,7 @@ class RedisDedupStore:
 
         Raises:
             DedupUnavailable: when Redis cannot be reached or fails.
-            ConfigurationError: when the store wraps an asyncio client.
         """
-        if self.is_async:
-            raise self._refuse_sync()
         try:
             self._complete(keys=[self.prefix + claim.key], args=[claim.token, self._ttl_ms])
         except self._errors as exc:
@@ -411,25 +419,51 @@ class RedisDedupStore:
 
         Raises:
             DedupUnavailable: when Redis cannot be reached or fails.
-            ConfigurationError: when the store wraps an asyncio client.
         """
-        if self.is_async:
-            raise self._refuse_sync()
         try:
             self._release(keys=[self.prefix + claim.key], args=[claim.token])
         except self._errors as exc:
             raise self._unavailable("release", exc) from None
 
-    # -- asyncio client, or a sync one in a thread ---------------------------------------
 
-    async def claim_async(self, key: str) -> Claim:
-        """``claim`` for ``handle_async``: native with an asyncio client, else in a thread.
+class AsyncRedisDedupStore(_RedisScripts):
+    """``RedisDedupStore`` for a ``redis.asyncio`` client: the same scripts, awaited.
+
+    It serves ``handle_async`` (ASGI apps) only, since its client belongs to the
+    server's event loop; ``handle`` with it is a ``ConfigurationError``.
+
+    Args:
+        client: a ``redis.asyncio.Redis`` (or ``redis.asyncio.RedisCluster``).
+        ttl: seconds a handled delivery is remembered.
+        lease: seconds a claim survives its holder (a crashed process).
+        prefix: put before every dedup key, to share a Redis database.
+
+    Raises:
+        ConfigurationError: for a sync client, a non-positive ``ttl`` or ``lease``,
+            a lease longer than the ttl, or an empty prefix.
+    """
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis | redis.asyncio.RedisCluster,
+        *,
+        ttl: float = DEFAULT_TTL,
+        lease: float = DEFAULT_LEASE,
+        prefix: str = "census:dedup:",
+    ) -> None:
+        if not inspect.iscoroutinefunction(getattr(client, "execute_command", None)):
+            raise ConfigurationError(
+                "AsyncRedisDedupStore takes a redis.asyncio client; for redis.Redis "
+                "use RedisDedupStore"
+            )
+        super().__init__(client, ttl=ttl, lease=lease, prefix=prefix)
+
+    async def claim(self, key: str) -> Claim:
+        """Atomically claim ``key``; see the module docstring.
 
         Raises:
             DedupUnavailable: when Redis cannot be reached or fails.
         """
-        if not self.is_async:
-            return await asyncio.to_thread(self.claim, key)
         token = secrets.token_hex(16)
         try:
             state = await self._claim(keys=[self.prefix + key], args=[token, self._lease_ms])
@@ -437,33 +471,24 @@ class RedisDedupStore:
             raise self._unavailable("claim", exc) from None
         return self._claimed(key, int(state), token)
 
-    async def complete_async(self, claim: Claim) -> None:
-        """``complete`` for ``handle_async``.
+    async def complete(self, claim: Claim) -> None:
+        """Mark the claimed key done for ``ttl`` seconds, if the claim is still held.
 
         Raises:
             DedupUnavailable: when Redis cannot be reached or fails.
         """
-        if not self.is_async:
-            return await asyncio.to_thread(self.complete, claim)
         try:
             await self._complete(keys=[self.prefix + claim.key], args=[claim.token, self._ttl_ms])
         except self._errors as exc:
             raise self._unavailable("complete", exc) from None
 
-    async def release_async(self, claim: Claim) -> None:
-        """``release`` for ``handle_async``.
+    async def release(self, claim: Claim) -> None:
+        """Drop the claim, if still held, so a retry runs the handlers again.
 
         Raises:
             DedupUnavailable: when Redis cannot be reached or fails.
         """
-        if not self.is_async:
-            return await asyncio.to_thread(self.release, claim)
         try:
             await self._release(keys=[self.prefix + claim.key], args=[claim.token])
         except self._errors as exc:
             raise self._unavailable("release", exc) from None
-
-    @staticmethod
-    def _claimed(key: str, state: int, token: str) -> Claim:
-        result = _STATES[state]
-        return Claim(key, result, token if result is ClaimState.CLAIMED else "")

@@ -12,6 +12,7 @@ used in logs and metrics, so adapters map errors to answers without a table::
     |   +-- PayloadTooLarge      413
     |   +-- WorkspaceNotAllowed  403    verified, but from a workspace outside the allowlist
     |   +-- MethodNotAllowed     405
+    |   +-- IncompleteBody       400    the client left before sending its whole body
     +-- ConfigurationError              bad setup (empty secret, double init_app); a ValueError
     +-- DedupUnavailable                the dedup store cannot be reached (answered 503)
     +-- NonRetryableError               raised by a handler: log as failed for good, answer 2xx
@@ -25,6 +26,7 @@ __all__ = [
     "CensusReceiverError",
     "ConfigurationError",
     "DedupUnavailable",
+    "IncompleteBody",
     "InvalidSignature",
     "MalformedPayload",
     "MethodNotAllowed",
@@ -92,6 +94,13 @@ class MethodNotAllowed(RequestRejected):
 
     status_code = 405
     reason = "method_not_allowed"
+
+
+class IncompleteBody(RequestRejected):
+    """The connection ended before the body announced by Content-Length arrived."""
+
+    status_code = 400
+    reason = "incomplete_body"
 
 
 class ConfigurationError(CensusReceiverError, ValueError):

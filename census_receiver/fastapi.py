@@ -21,9 +21,10 @@ from collections.abc import Awaitable, Callable
 from fastapi import HTTPException, Request
 from starlette.requests import ClientDisconnect
 
+from .answers import Outcome
+from .bodies import BoundedBody
 from .events import Event
-from .receiver import WebhookReceiver
-from .starlette import _DRAIN_LIMIT
+from .receiver import WebhookReceiver, check_receiver
 
 __all__ = ["census_event"]
 
@@ -46,6 +47,8 @@ def census_event(receiver: WebhookReceiver) -> Callable[[Request], Awaitable[Eve
         The dependency, for ``Depends(...)``.
     """
 
+    check_receiver(receiver)
+
     async def verified_census_event(request: Request) -> Event:
         outcome = receiver.check_request(request.method, request.headers.get("content-length"))
         if outcome is None:
@@ -55,7 +58,8 @@ def census_event(receiver: WebhookReceiver) -> Callable[[Request], Awaitable[Eve
                 raise HTTPException(400, "the client disconnected") from None
             # The no-op endpoint makes the route part of handling: a duplicate is
             # refused even when no handler matches.
-            outcome = await receiver.handle_async(body, request.headers, endpoint=_route)
+            triaged = receiver.triage(body, request.headers, endpoint=_route)
+            outcome = triaged if isinstance(triaged, Outcome) else await triaged.run_async()
         if outcome.reason == "handled" and outcome.event is not None:
             return outcome.event
         answer = outcome.json()
@@ -70,14 +74,10 @@ async def _route(event: Event) -> None:
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    """Keep at most ``limit + 1`` bytes; drop the rest, bounded (see census_receiver.starlette)."""
-    chunks: list[bytes] = []
-    size = 0
+    """Read the body within ``limit`` (see census_receiver.bodies)."""
+    body = BoundedBody(limit)
     async with contextlib.aclosing(request.stream()) as stream:
         async for chunk in stream:
-            if size <= limit:
-                chunks.append(chunk[: limit + 1 - size])
-            size += len(chunk)
-            if size > limit + _DRAIN_LIMIT:
+            if not body.add(chunk):
                 break
-    return b"".join(chunks)
+    return body.value()

@@ -20,17 +20,30 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from flask import Flask, abort, current_app, request
+try:
+    from flask import Flask, current_app, request
+except ModuleNotFoundError as exc:  # pragma: no cover - depends on what is installed
+    raise ModuleNotFoundError(
+        f"census_receiver.flask needs Flask ({exc.name} is missing): "
+        "python3 -m pip install 'census-receiver[flask]'",
+        name=exc.name,
+    ) from None
 
+from .answers import Outcome
 from .errors import ConfigurationError
-from .receiver import DEFAULT_MAX_BODY_SIZE, DEFAULT_PATH, WebhookReceiver
-from .wsgi import _handle_environ, _read_body
+from .receiver import (
+    DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_PATH,
+    WebhookReceiver,
+    check_path,
+    check_receiver,
+)
+from .wsgi import read_environ, run_environ
 
 if TYPE_CHECKING:
     from flask.typing import ResponseReturnValue
 
     from .events import Event
-    from .receiver import Outcome
 
 __all__ = ["CensusWebhooks", "census_webhook"]
 
@@ -56,6 +69,14 @@ def census_webhook(
         A view decorator.
     """
 
+    if not isinstance(receiver, WebhookReceiver):
+        if callable(receiver):
+            raise ConfigurationError(
+                "census_webhook needs the receiver: write @census_webhook(receiver) "
+                f"above {getattr(receiver, '__name__', 'the view')}, below @app.post(...)"
+            )
+        check_receiver(receiver)
+
     def decorate(view: Callable[..., Any]) -> Callable[..., ResponseReturnValue]:
         @functools.wraps(view)
         def webhook(**values: Any) -> ResponseReturnValue:
@@ -72,14 +93,11 @@ def census_webhook(
 
 
 def _handle(receiver: WebhookReceiver, endpoint: Callable[[Event], object] | None) -> Outcome:
-    outcome = receiver.check_request(request.method, request.headers.get("Content-Length"))
-    if outcome is None:
-        body = _read_body(request.environ, receiver.max_body_size)
-        if body is None:  # the client left mid-body: nothing to handle, nobody to answer
-            abort(400)
-        request.stream = io.BytesIO(body)  # Werkzeug's cached stream, refilled for the view
-        outcome = _handle_environ(receiver, body, request.environ, endpoint)
-    return outcome
+    read = read_environ(receiver, request.environ)
+    if isinstance(read, Outcome):
+        return read
+    request.stream = io.BytesIO(read)  # Werkzeug's cached stream, refilled for the view
+    return run_environ(receiver, read, request.environ, endpoint)
 
 
 def _response(outcome: Outcome) -> ResponseReturnValue:
@@ -148,6 +166,12 @@ class CensusWebhooks:
                 register(receiver)
         self._receivers[app] = receiver
         app.extensions["census_receiver"] = self
+        try:
+            check_path(config["CENSUS_WEBHOOK_PATH"])
+        except ConfigurationError:
+            raise ConfigurationError(
+                "CENSUS_WEBHOOK_PATH must start with '/', e.g. '/webhooks/census'"
+            ) from None
         app.add_url_rule(
             config["CENSUS_WEBHOOK_PATH"],
             endpoint="census_receiver",

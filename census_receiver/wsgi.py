@@ -16,17 +16,25 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from .receiver import DEFAULT_PATH, check_path
+from .answers import Outcome
+from .bodies import read_wsgi_body
+from .errors import IncompleteBody
+from .receiver import DEFAULT_PATH, check_path, check_receiver
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
     from .events import Event
-    from .receiver import Outcome, WebhookReceiver
+    from .receiver import WebhookReceiver
 
-__all__ = ["CensusWebhookMiddleware"]
+__all__ = [
+    "CensusWebhookMiddleware",
+    "EnvironHeaders",
+    "read_environ",
+    "run_environ",
+    "status_line",
+]
 
-_DRAIN_LIMIT = 16 * 1_048_576  # see census_receiver.starlette
 _UNPREFIXED = frozenset({"CONTENT_TYPE", "CONTENT_LENGTH"})
 
 
@@ -39,93 +47,81 @@ class CensusWebhookMiddleware:
         path: the webhook's path, compared with ``PATH_INFO``.
 
     Raises:
-        ConfigurationError: if ``path`` does not start with ``/``.
+        ConfigurationError: if ``receiver`` is not a ``WebhookReceiver`` or
+            ``path`` does not start with ``/``.
     """
 
     def __init__(
         self, app: WSGIApplication, *, receiver: WebhookReceiver, path: str = DEFAULT_PATH
     ) -> None:
         self.app = app
-        self.receiver = receiver
+        self.receiver = check_receiver(receiver)
         self.path = check_path(path)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != self.path:
             return self.app(environ, start_response)
-        receiver = self.receiver
-        outcome = receiver.check_request(environ["REQUEST_METHOD"], environ.get("CONTENT_LENGTH"))
-        if outcome is None:
-            body = _read_body(environ, receiver.max_body_size)
-            if body is None:  # the client left: nobody to answer, nothing to handle
-                start_response("400 Bad Request", [("content-length", "0")])
-                return []
-            outcome = _handle_environ(receiver, body, environ)
-        start_response(_status_line(outcome.status), list(outcome.headers))
+        read = read_environ(self.receiver, environ)
+        outcome = read if isinstance(read, Outcome) else run_environ(self.receiver, read, environ)
+        start_response(status_line(outcome.status), list(outcome.headers))
         return [outcome.body]
 
 
 @functools.lru_cache(maxsize=32)
-def _status_line(status: int) -> str:
+def status_line(status: int) -> str:
+    """The WSGI status line of ``status``: ``"200 OK"``."""
     return f"{status} {HTTPStatus(status).phrase}"
 
 
-def _handle_environ(
+def read_environ(receiver: WebhookReceiver, environ: WSGIEnvironment) -> bytes | Outcome:
+    """Pre-check the request in ``environ`` and read its body within the receiver's limit.
+
+    Args:
+        receiver: the receiver.
+        environ: the request's environ; its input is read.
+
+    Returns:
+        The body, or the answer when the request is refused before triage: 405,
+        413, or 400 when the client left before sending its whole body (answered
+        like any other refusal, for whoever still listens).
+    """
+    outcome = receiver.check_request(environ["REQUEST_METHOD"], environ.get("CONTENT_LENGTH"))
+    if outcome is not None:
+        return outcome
+    body = read_wsgi_body(environ, receiver.max_body_size)
+    if body is None:
+        return receiver.reject(IncompleteBody("the client sent less than its Content-Length"))
+    return body
+
+
+def run_environ(
     receiver: WebhookReceiver,
     body: bytes,
     environ: WSGIEnvironment,
     endpoint: Callable[[Event], object] | None = None,
 ) -> Outcome:
-    """Hand a read body to ``receiver``, with the request headers of ``environ``."""
+    """Triage and run a delivery read from ``environ``, on this thread.
+
+    Args:
+        receiver: the receiver.
+        body: the body ``read_environ`` returned.
+        environ: the request's environ, for its headers.
+        endpoint: an extra callable run after the handlers (a Flask view).
+
+    Returns:
+        The answer to give.
+    """
     signature = environ.get("HTTP_X_SIGNATURE")
     # Servers fold a repeated header into one comma-joined value, which the
     # general path splits and refuses; a single value goes straight in.
     if type(signature) is str and "," not in signature:
-        return receiver._begin(False, body, signature, endpoint)
-    return receiver._begin(False, body, None, endpoint, _EnvironHeaders(environ))
-
-
-def _read_body(environ: WSGIEnvironment, limit: int) -> bytes | None:
-    """Read at most ``limit + 1`` bytes; None if the client left before sending them all.
-
-    The body is the declared Content-Length, or a stream the server terminates.
-    """
-    stream = environ["wsgi.input"]
-    try:
-        length: int | None = int(environ.get("CONTENT_LENGTH") or "")
-    except ValueError:
-        length = None
-    if length is not None and length <= limit:  # the usual case: one read does it
-        try:
-            body: bytes = stream.read(length)
-        except OSError:
-            return None
-        if len(body) == length:
-            return body
-        chunks = [body]  # a short read: the loop below reads the rest, or gives up
-        wanted = length - len(body)
-    elif length is None and not environ.get("wsgi.input_terminated"):
-        # Without a length, only a server that ends the stream itself (chunked
-        # input) makes reading safe; reading anyway could block forever.
-        return b""
+        triaged = receiver.triage(body, signature=signature, endpoint=endpoint)
     else:
-        chunks = []
-        wanted = limit + 1 if length is None else min(length, limit + 1)
-    try:
-        while wanted > 0 and (chunk := stream.read(wanted)):
-            chunks.append(chunk)
-            wanted -= len(chunk)
-        if wanted <= 0 and length is None:  # over the limit: drop the rest, bounded (starlette.py)
-            dropped = 0
-            while dropped <= _DRAIN_LIMIT and (chunk := stream.read(65_536)):
-                dropped += len(chunk)
-    except OSError:  # servers raise their own OSError subclasses on a broken connection
-        return None
-    if length is not None and wanted > 0:
-        return None  # shorter than declared: the connection ended early
-    return b"".join(chunks)
+        triaged = receiver.triage(body, EnvironHeaders(environ), endpoint=endpoint)
+    return triaged if isinstance(triaged, Outcome) else triaged.run()
 
 
-class _EnvironHeaders(Mapping[str, str]):
+class EnvironHeaders(Mapping[str, str]):
     """The request headers of a WSGI environ, by name in any case, without copying.
 
     ``getlist`` splits on commas: servers fold a repeated header into one

@@ -2,7 +2,7 @@
 
 Each adapter's tests build an app around ``probe.receiver``, turn a ``Req`` into
 a request of the framework's own test client, and compare the answer with the
-``Case``. The dedup rows (duplicate, in progress, store down, deadline) are
+``Case``. The dedup rows (duplicate, in progress, store down, store silent at the deadline) are
 functions taking a ``post`` callable, since they need two requests or threads.
 """
 
@@ -290,14 +290,36 @@ def check_in_progress(post: Post, probe: Probe) -> None:
     assert probe.calls == ["sync.triggered"]
 
 
+class SilentStore(InMemoryDedupStore):
+    """A dedup store that stops answering claims (a paused server) until ``answer`` is set."""
+
+    blocking = True  # its calls wait, as a network store's do
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer = threading.Event()
+
+    def claim(self, key: str) -> Claim:
+        self.answer.wait(WAIT)
+        return super().claim(key)
+
+
 def check_deadline(post: Post, probe: Probe) -> None:
-    """Handlers still running at the deadline: 503; they finish afterwards."""
-    answer = post(delivery("sync.triggered", sync_run_id=79))
-    assert answer.status == 503
+    """A store silent at the deadline: 503; once it answers, Census's retry is handled."""
+    request = delivery("sync.failed", sync_run_id=79)
+    answer = post(request)
+    assert (answer.status, answer.json()["error"]) == (
+        503,
+        "the deduplication store is unavailable",
+    )
     assert probe.calls == []
-    probe.gate.set()
-    # They finish in the background and settle the claim: wait for that before teardown.
-    wait_for(lambda: probe.receiver.stats.count(reason="handled") == 1)
+    store = probe.receiver.dedup
+    assert isinstance(store, SilentStore)
+    store.answer.set()
+    # The claim that landed after the answer is released: a retry soon runs the handlers,
+    # not only once its lease has run out.
+    wait_for(lambda: post(request).status == 200)
+    assert probe.calls == ["sync.failed"]
 
 
 class DownStore:
@@ -312,15 +334,6 @@ class DownStore:
     def release(self, claim: Claim) -> None:
         raise ConnectionError("store down")
 
-    async def claim_async(self, key: str) -> Claim:
-        raise ConnectionError("store down")
-
-    async def complete_async(self, claim: Claim) -> None:
-        raise ConnectionError("store down")
-
-    async def release_async(self, claim: Claim) -> None:
-        raise ConnectionError("store down")
-
 
 def check_store_down(post: Post, probe: Probe) -> None:
     """The dedup store is unreachable (fail closed): 503, handlers not run."""
@@ -333,6 +346,6 @@ def check_store_down(post: Post, probe: Probe) -> None:
 DEDUP_ROWS: tuple[tuple[str, Callable[[], dict[str, Any]], Callable[[Post, Probe], None]], ...] = (
     ("duplicate", lambda: {"dedup": InMemoryDedupStore()}, check_duplicate),
     ("in-progress", lambda: {"dedup": InMemoryDedupStore()}, check_in_progress),
-    ("deadline", lambda: {"dedup": InMemoryDedupStore(), "deadline": 0.05}, check_deadline),
+    ("deadline", lambda: {"dedup": SilentStore(), "deadline": 0.1}, check_deadline),
     ("store-down", lambda: {"dedup": DownStore()}, check_store_down),
 )

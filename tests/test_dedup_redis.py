@@ -27,12 +27,11 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from census_receiver import ConfigurationError, DedupUnavailable, Event, Outcome, WebhookReceiver
-from census_receiver.dedup import ClaimState, RedisDedupStore, default_key
+from census_receiver.dedup import AsyncRedisDedupStore, ClaimState, RedisDedupStore, default_key
 from census_receiver.testing import Delivery, make_delivery
 
 from .conftest import SECRET
 from .redis_server import RedisServer
-from .test_dedup import ASYNC_SEQUENCE, async_claim_sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,7 +77,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
 
 
 def counting_receiver(
-    store: RedisDedupStore, **options: object
+    store: RedisDedupStore | AsyncRedisDedupStore, **options: object
 ) -> tuple[WebhookReceiver, list[Event]]:
     receiver = WebhookReceiver(SECRET, dedup=store, **options)  # type: ignore[arg-type]
     calls: list[Event] = []
@@ -184,7 +183,7 @@ def test_client_without_socket_timeout_is_warned_about(
 def test_repr_names_the_client_kind_not_its_address(redis_server: RedisServer) -> None:
     with redis_server.client() as c:
         text = repr(RedisDedupStore(c, ttl=60, lease=10))
-    assert text == "RedisDedupStore(sync client, ttl=60, lease=10, prefix='census:dedup:')"
+    assert text == "RedisDedupStore(ttl=60, lease=10, prefix='census:dedup:')"
 
 
 # -- async: the asyncio client natively, the sync client in a thread ---------------------------
@@ -195,28 +194,45 @@ def test_asyncio_client_steps(redis_server: RedisServer) -> None:
 
     async def main() -> list[ClaimState]:
         async with async_client(redis_server) as ac:
-            store = RedisDedupStore(ac)
-            assert store.is_async
-            return await async_claim_sequence(store)
+            store = AsyncRedisDedupStore(ac)
+            claim = await store.claim("k")
+            second = await store.claim("k")
+            await store.complete(claim)
+            third = await store.claim("k")
+            other = await store.claim("j")
+            await store.release(other)
+            fourth = await store.claim("j")
+            return [claim.state, second.state, third.state, fourth.state]
 
-    assert asyncio.run(main()) == ASYNC_SEQUENCE
+    assert asyncio.run(main()) == [
+        ClaimState.CLAIMED,  # a fresh key
+        ClaimState.IN_PROGRESS,  # claimed again before it settled
+        ClaimState.DONE,  # claimed after complete
+        ClaimState.CLAIMED,  # claimed after release
+    ]
 
 
-def test_asyncio_client_refuses_the_sync_steps_clearly(redis_server: RedisServer) -> None:
+def test_each_store_refuses_the_other_kind_of_client(redis_server: RedisServer) -> None:
+    async def main() -> None:
+        async with async_client(redis_server) as ac:
+            with pytest.raises(ConfigurationError, match="use AsyncRedisDedupStore"):
+                RedisDedupStore(ac)  # type: ignore[arg-type]
+
+    asyncio.run(main())
+    with redis_server.client() as c, pytest.raises(ConfigurationError, match="use RedisDedupStore"):
+        AsyncRedisDedupStore(c)
+
+
+def test_asyncio_store_under_handle_is_a_configuration_error(redis_server: RedisServer) -> None:
     calls: list[Event] = []
 
     async def main() -> None:
         async with async_client(redis_server) as ac:
-            store = RedisDedupStore(ac)
-            claim = await store.claim_async("k")
-            for step in (lambda: store.claim("k"), lambda: store.complete(claim)):
-                with pytest.raises(ConfigurationError, match=r"handle_async only .*redis\.Redis"):
-                    step()
             # Under the sync receiver (WSGI, Flask) the mistake surfaces, not a 503.
-            receiver = WebhookReceiver(SECRET, dedup=store)
+            receiver = WebhookReceiver(SECRET, dedup=AsyncRedisDedupStore(ac))
             receiver.on("*")(calls.append)
             d = delivery()
-            with pytest.raises(ConfigurationError):
+            with pytest.raises(ConfigurationError, match="ASGI apps"):
                 receiver.handle(d.body, d.headers)
 
     asyncio.run(main())
@@ -226,15 +242,16 @@ def test_asyncio_client_refuses_the_sync_steps_clearly(redis_server: RedisServer
 def test_sync_client_does_not_block_the_event_loop(
     redis_server: RedisServer, client: redis.Redis
 ) -> None:
-    store = RedisDedupStore(client)
+    receiver, calls = counting_receiver(RedisDedupStore(client))
     ticks: list[float] = []
+    d = delivery()
 
     async def ticker(stop: asyncio.Event) -> None:
         while not stop.is_set():
             ticks.append(time.monotonic())
             await asyncio.sleep(0.01)
 
-    async def main() -> tuple[ClaimState, int]:
+    async def main() -> tuple[str, int]:
         stop = asyncio.Event()
         task = asyncio.create_task(ticker(stop))
         await asyncio.sleep(0)
@@ -242,15 +259,16 @@ def test_sync_client_does_not_block_the_event_loop(
             # Scripts wait while the server is paused: the claim is slow to answer.
             admin.execute_command("CLIENT", "PAUSE", "400", "WRITE")
         before = len(ticks)
-        claim = await store.claim_async("k")
+        outcome = await receiver.handle_async(d.body, d.headers)
         during = len(ticks) - before
         stop.set()
         await task
-        return claim.state, during
+        return outcome.reason, during
 
-    state, during = asyncio.run(main())
+    reason, during = asyncio.run(main())
     # A blocking call would have frozen the ticker for the whole pause.
-    assert state is ClaimState.CLAIMED and during >= 5
+    assert reason == "handled" and during >= 5 and len(calls) == 1
+    receiver.close()
 
 
 # -- the receiver with Redis: exactly once -------------------------------------------------------
@@ -276,7 +294,7 @@ def test_six_sequential_deliveries_with_asyncio_client(redis_server: RedisServer
 
     async def main() -> tuple[list[str], int]:
         async with async_client(redis_server) as ac:
-            receiver, calls = counting_receiver(RedisDedupStore(ac))
+            receiver, calls = counting_receiver(AsyncRedisDedupStore(ac))
             d = delivery()
             reasons = [(await receiver.handle_async(d.body, d.headers)).reason for _ in range(6)]
             receiver.close()
@@ -336,7 +354,7 @@ def test_six_concurrent_deliveries_with_asyncio_client_are_handled_once(
 
     async def main() -> tuple[list[str], list[str], int]:
         async with async_client(redis_server) as ac:
-            receiver = WebhookReceiver(SECRET, dedup=RedisDedupStore(ac))
+            receiver = WebhookReceiver(SECRET, dedup=AsyncRedisDedupStore(ac))
             started, release = asyncio.Event(), asyncio.Event()
             calls: list[Event] = []
 
@@ -499,7 +517,7 @@ def test_redis_down_answers_503_and_the_retry_is_handled_once_back(
 def test_redis_down_with_asyncio_client_answers_503_then_handles(own_redis: RedisServer) -> None:
     async def main() -> list[str]:
         async with async_client(own_redis) as ac:
-            receiver, calls = counting_receiver(RedisDedupStore(ac))
+            receiver, calls = counting_receiver(AsyncRedisDedupStore(ac))
             d = delivery()
             reasons = []
             own_redis.stop()

@@ -180,7 +180,7 @@ def test_with_dedup_a_failing_view_is_retried_and_a_duplicate_skips_it() -> None
     assert attempts == [PATH, PATH]
 
 
-def test_client_leaving_mid_body_reaches_no_view_and_logs_nothing(
+def test_client_leaving_mid_body_reaches_no_view_and_gets_a_json_400(
     probe: Probe, caplog: pytest.LogCaptureFixture
 ) -> None:
     views: list[Event] = []
@@ -193,9 +193,11 @@ def test_client_leaving_mid_body_reaches_no_view_and_logs_nothing(
     environ["wsgi.input"].write(d.body[:10])  # then the connection ends
     environ["wsgi.input"].seek(0)
     with caplog.at_level(logging.DEBUG, logger="census_receiver"):
-        _, status, _ = run_wsgi_app(app, environ, buffered=True)
-    assert status.startswith("400")
-    assert (views, probe.calls, caplog.records) == ([], [], [])
+        body, status, _ = run_wsgi_app(app, environ, buffered=True)
+    assert status.upper() == "400 BAD REQUEST"
+    assert b"".join(body) == b'{"error": "the client sent less than its Content-Length"}'
+    assert (views, probe.calls) == ([], [])
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
 
 
 def test_other_routes_are_untouched(probe: Probe) -> None:

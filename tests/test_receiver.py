@@ -22,7 +22,7 @@ from census_receiver import (
     WebhookReceiver,
     compute_signature,
 )
-from census_receiver.receiver import REASONS
+from census_receiver.answers import REASONS
 from census_receiver.testing import (
     DOCUMENTED_EXAMPLES,
     Delivery,
@@ -564,11 +564,11 @@ def test_one_info_line_per_delivery_with_ids_status_time_and_secret(
         "run=324402082",
         "(200)",
         " ms",
-        "secret #1",
+        "secret #2",  # numbered from 1, as the command line numbers them
     ):
         assert part in message
     assert record.levelno == logging.INFO
-    assert record.census_secret == 1  # type: ignore[attr-defined]
+    assert record.census_secret == 2  # type: ignore[attr-defined]
 
 
 def test_rejection_logs_one_warning_with_reason(run: Run, caplog: pytest.LogCaptureFixture) -> None:

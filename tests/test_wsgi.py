@@ -17,10 +17,10 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request, Response
 
-import census_receiver.wsgi
 from census_receiver import ConfigurationError, Event, WebhookReceiver
+from census_receiver.bodies import DRAIN_LIMIT
 from census_receiver.testing import make_delivery
-from census_receiver.wsgi import CensusWebhookMiddleware, _EnvironHeaders
+from census_receiver.wsgi import CensusWebhookMiddleware, EnvironHeaders
 from tests.adapter_contract import (
     CASES,
     CHUNKED_OK,
@@ -179,9 +179,8 @@ def test_without_a_usable_length_reads_nothing_unless_the_server_ends_the_stream
 
 
 def test_endless_terminated_stream_is_cut_and_drained_within_bounds(
-    receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+    receiver: WebhookReceiver,
 ) -> None:
-    monkeypatch.setattr(census_receiver.wsgi, "_DRAIN_LIMIT", 100_000)
     limited = WebhookReceiver(secret=SECRET, max_body_size=LIMIT)
     stream = Endless()
     status, _, _ = call(
@@ -190,7 +189,7 @@ def test_endless_terminated_stream_is_cut_and_drained_within_bounds(
     )
     limited.close()
     assert status.startswith("413")
-    assert LIMIT < stream.read_bytes <= LIMIT + 100_000 + 2 * 65_536
+    assert LIMIT < stream.read_bytes <= LIMIT + DRAIN_LIMIT + 2 * 65_536
 
 
 def test_over_limit_terminated_stream_is_drained_to_its_end(receiver: WebhookReceiver) -> None:
@@ -210,16 +209,25 @@ def test_over_limit_terminated_stream_is_drained_to_its_end(receiver: WebhookRec
     [(io.BytesIO(b'{"event": "sync'), "500"), (Broken(), "500"), (Broken(), None)],
     ids=["short", "reset", "reset-chunked"],
 )
-def test_client_leaving_mid_body_runs_nothing_and_logs_nothing(
+def test_client_leaving_mid_body_runs_nothing_and_is_answered_like_any_refusal(
     probe: Probe, caplog: pytest.LogCaptureFixture, stream: Any, length: str | None
 ) -> None:
     app = CensusWebhookMiddleware(echo, receiver=probe.receiver)
     with caplog.at_level(logging.DEBUG, logger="census_receiver"):
-        status, _, _ = call(app, raw_environ(stream, length=length, terminated=length is None))
-    assert status.startswith("400")
+        status, headers, body = call(
+            app, raw_environ(stream, length=length, terminated=length is None)
+        )
+    # A half-closed client may still read: a JSON 400, as for every refusal.
+    assert status == "400 Bad Request"
+    assert headers["content-type"] == "application/json"
+    assert headers["content-length"] == str(len(body))
+    assert json.loads(body) == {"error": "the client sent less than its Content-Length"}
     assert probe.calls == []
-    assert caplog.records == []
-    assert probe.receiver.stats.count() == 0
+    assert [r.getMessage() for r in caplog.records] == [
+        "census delivery rejected (400 incomplete_body): "
+        "the client sent less than its Content-Length"
+    ]
+    assert probe.receiver.stats.count(reason="incomplete_body") == 1
 
 
 # -- the header mapping given to the core ----------------------------------------------
@@ -233,7 +241,7 @@ def test_environ_headers_look_up_names_in_any_case() -> None:
         "wsgi.input": io.BytesIO(),
         "SERVER_NAME": "localhost",
     }
-    headers = _EnvironHeaders(environ)
+    headers = EnvironHeaders(environ)
     assert headers["X-Signature"] == headers["x-signature"] == "abc"
     assert headers["Content-Type"] == "application/json"
     assert sorted(headers) == ["content-length", "content-type", "x-signature"]
@@ -244,7 +252,7 @@ def test_environ_headers_look_up_names_in_any_case() -> None:
 
 
 def test_environ_headers_getlist_splits_folded_values() -> None:
-    headers = _EnvironHeaders({"HTTP_X_SIGNATURE": "one, two"})
+    headers = EnvironHeaders({"HTTP_X_SIGNATURE": "one, two"})
     assert headers.getlist("x-signature") == ["one", "two"]
     assert headers.getlist("x-other") == []
 

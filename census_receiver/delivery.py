@@ -1,0 +1,539 @@
+"""Running one verified delivery: claim, handlers, error hooks, settle, answer.
+
+No web framework, and no I/O of its own. ``WebhookReceiver.triage`` does the
+pure checks and returns a ``VerifiedDelivery`` when there is something to run;
+its ``run()`` (for a sync caller: WSGI, Flask) or ``await run_async()`` (for an
+event loop: ASGI) runs it and returns the ``Outcome``::
+
+    [claim in the store] -> each handler, in order -> [endpoint]
+        -> on failure: error hooks -> [settle the claim] -> Outcome
+
+How the sequence is written once: ``_steps`` is a generator that holds every
+decision. Each time it needs the outside world it yields an *effect* (claim the
+delivery, call a handler, call an error hook, settle the claim) and is sent the
+result back, or has the handler's exception thrown in. ``run`` and
+``run_async`` are thin drivers that perform the effects the way their caller
+needs: ``run`` calls sync handlers on the caller's own thread (thread-locals
+and Flask's request context work) and async ones on the receiver's private
+loop; ``run_async`` awaits async handlers and runs sync ones in a worker
+thread. The deadline lives in the drivers, because only they know what waiting
+means on their path (see ``WebhookReceiver``'s ``deadline``).
+
+A store reaches the sequence through ``Claims``: a dedup store is adapted by
+``StoreClaims`` / ``AsyncStoreClaims``; a journal implements it itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import logging
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .answers import (
+    BUSY,
+    DEADLINE,
+    DUPLICATE,
+    HANDLED,
+    HANDLER_ERROR,
+    IN_PROGRESS,
+    UNAVAILABLE,
+    Outcome,
+    Reporter,
+    printable,
+)
+from .dedup import Claim, ClaimState
+from .errors import ConfigurationError
+from .routing import describe, is_async_callable
+
+if TYPE_CHECKING:
+    from ._types import Body, ErrorHook
+    from .dedup import AsyncDedupStore, DedupStore, KeyFunction
+    from .events import Event
+    from .workers import Job, Workers
+
+__all__ = [
+    "AsyncClaims",
+    "AsyncStoreClaims",
+    "Claims",
+    "Pipeline",
+    "StoreClaims",
+    "VerifiedDelivery",
+]
+
+logger = logging.getLogger("census_receiver")
+
+
+class Claims(Protocol):
+    """How the delivery sequence claims a delivery and records how it ended (sync)."""
+
+    #: Whether the calls wait on I/O (then ``run_async`` makes them in a worker thread).
+    blocking: bool
+
+    def claim(self, delivery: VerifiedDelivery) -> Claim:
+        """Claim ``delivery``: ``CLAIMED`` (run it), ``DONE`` or ``IN_PROGRESS``."""
+        ...
+
+    def settle(
+        self,
+        claim: Claim,
+        delivery: VerifiedDelivery,
+        outcome: Outcome | None,
+        error: BaseException | None,
+    ) -> None:
+        """Record how the claimed delivery ended: ``outcome`` is ``None`` if it never did."""
+        ...
+
+
+class AsyncClaims(Protocol):
+    """``Claims`` with coroutine steps, for stores with an asyncio client."""
+
+    async def claim(self, delivery: VerifiedDelivery) -> Claim:
+        """Claim ``delivery``: ``CLAIMED`` (run it), ``DONE`` or ``IN_PROGRESS``."""
+        ...
+
+    async def settle(
+        self,
+        claim: Claim,
+        delivery: VerifiedDelivery,
+        outcome: Outcome | None,
+        error: BaseException | None,
+    ) -> None:
+        """Record how the claimed delivery ended: ``outcome`` is ``None`` if it never did."""
+        ...
+
+
+class StoreClaims:
+    """``Claims`` over a dedup store: claim the key; complete on 2xx, else release.
+
+    Args:
+        store: the dedup store.
+        key: builds the dedup key of a delivery from its event and body.
+    """
+
+    __slots__ = ("blocking", "key", "store")
+
+    def __init__(self, store: DedupStore, key: KeyFunction) -> None:
+        self.store = store
+        self.key = key
+        self.blocking: bool = getattr(store, "blocking", True)
+
+    def claim(self, delivery: VerifiedDelivery) -> Claim:
+        """Claim the delivery's key in the store."""
+        return self.store.claim(self.key(delivery.event, delivery.body))
+
+    def settle(
+        self,
+        claim: Claim,
+        delivery: VerifiedDelivery,
+        outcome: Outcome | None,
+        error: BaseException | None,
+    ) -> None:
+        """Complete the claim if the delivery was answered 2xx, else release it."""
+        if outcome is not None and outcome.ok:
+            self.store.complete(claim)
+        else:
+            self.store.release(claim)
+
+
+class AsyncStoreClaims:
+    """``StoreClaims`` for an ``AsyncDedupStore``."""
+
+    __slots__ = ("key", "store")
+
+    def __init__(self, store: AsyncDedupStore, key: KeyFunction) -> None:
+        self.store = store
+        self.key = key
+
+    async def claim(self, delivery: VerifiedDelivery) -> Claim:
+        """Claim the delivery's key in the store."""
+        return await self.store.claim(self.key(delivery.event, delivery.body))
+
+    async def settle(
+        self,
+        claim: Claim,
+        delivery: VerifiedDelivery,
+        outcome: Outcome | None,
+        error: BaseException | None,
+    ) -> None:
+        """Complete the claim if the delivery was answered 2xx, else release it."""
+        if outcome is not None and outcome.ok:
+            await self.store.complete(claim)
+        else:
+            await self.store.release(claim)
+
+
+@dataclass(slots=True, eq=False)
+class Pipeline:
+    """What every delivery of one receiver runs with; built by the receiver.
+
+    Attributes:
+        reporter: builds, logs and counts the answers.
+        workers: the thread pool and private loop.
+        claims: the store's claim steps, or ``None`` without dedup.
+        error_hooks: called as ``hook(exc, event)`` when a handler fails (live list).
+        deadline: seconds, from arrival, after which a claimed delivery is answered.
+        fail_open: run the handlers when the store fails, instead of answering 503.
+    """
+
+    reporter: Reporter
+    workers: Workers
+    claims: Claims | AsyncClaims | None
+    error_hooks: list[ErrorHook]
+    deadline: float | None = None
+    fail_open: bool = False
+    #: Deliveries still running past their deadline, kept alive until they end.
+    background: set[asyncio.Future[Outcome]] = field(default_factory=set)
+
+
+class _Endpoint:
+    """An extra callable run after the handlers (a Flask view, a relay); like a Route."""
+
+    __slots__ = ("handler", "is_async")
+
+    def __init__(self, fn: Callable[[Event], object]) -> None:
+        self.handler = fn
+        self.is_async = is_async_callable(fn)
+
+
+class _Hook:
+    __slots__ = ("error", "hook")
+
+    def __init__(self, hook: ErrorHook, error: Exception) -> None:
+        self.hook = hook
+        self.error = error
+
+
+class _Settle:
+    __slots__ = ("claim", "error", "outcome")
+
+    def __init__(self, claim: Claim, outcome: Outcome | None, error: BaseException | None) -> None:
+        self.claim = claim
+        self.outcome = outcome
+        self.error = error
+
+
+#: The effect that asks the driver to claim the delivery; it sends ``Claim | Exception``.
+_CLAIM = object()
+#: The other effects: call a handler (a Route or _Endpoint), a hook, or settle.
+_Effect = object
+
+# How far a delivery got, read when its deadline passes.
+_CLAIMING, _CLAIMED, _UNCLAIMED = "claiming", "claimed", "unclaimed"
+
+
+def _steps(d: VerifiedDelivery) -> Generator[_Effect, Any, Outcome]:
+    """The whole run of a delivery, yielding each effect; see the module docstring."""
+    p = d.pipeline
+    claim: Claim | None = None
+    if p.claims is not None:
+        got = yield _CLAIM
+        if not isinstance(got, Claim):  # the store failed: an exception
+            p.reporter.store_unavailable(got, d.event, fail_open=p.fail_open)
+            if not p.fail_open:
+                return d.finish(UNAVAILABLE)
+            d.stage = _UNCLAIMED
+        elif got.state is not ClaimState.CLAIMED:
+            return d.finish(DUPLICATE if got.state is ClaimState.DONE else IN_PROGRESS)
+        else:
+            claim = got
+            d.stage = _CLAIMED
+    failed: Callable[..., object] | None = None
+    result: object = None
+    try:
+        for route in d.routes:
+            failed = route.handler
+            yield route
+        if d.endpoint is not None:
+            failed = d.endpoint.handler
+            result = yield d.endpoint
+    except Exception as exc:  # noqa: BLE001 - a handler failure: 500 (or 200 dropped)
+        template = p.reporter.handler_failed(exc, failed, d.event)
+        if template is HANDLER_ERROR:
+            for hook in p.error_hooks:
+                yield _Hook(hook, exc)
+        outcome = d.finish(template)
+        if claim is not None:
+            yield _Settle(claim, outcome, exc)
+        return outcome
+    except BaseException as exc:
+        # Cancelled or interrupted mid-handler: forget the claim so a retry runs it.
+        if claim is not None and not isinstance(exc, GeneratorExit):
+            yield _Settle(claim, None, exc)
+        raise
+    outcome = d.finish(HANDLED, result)
+    if claim is not None:
+        yield _Settle(claim, outcome, None)
+    return outcome
+
+
+class VerifiedDelivery:
+    """A verified delivery with something to run: handlers, an endpoint, a claim.
+
+    ``WebhookReceiver.triage`` makes one per request; run it once, with ``run()``
+    or ``await run_async()``.
+
+    Attributes:
+        event: the verified event.
+        body: the exact verified bytes.
+        routes: the handlers that match, in order.
+        started: ``perf_counter()`` when the delivery arrived.
+    """
+
+    __slots__ = (
+        "body",
+        "endpoint",
+        "event",
+        "job",
+        "pipeline",
+        "position",
+        "routes",
+        "stage",
+        "started",
+    )
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        body: Body,
+        event: Event,
+        position: int,
+        routes: tuple[Any, ...],
+        endpoint: Callable[[Event], object] | None,
+        started: float,
+    ) -> None:
+        self.pipeline = pipeline
+        self.body = body
+        self.event = event
+        self.position = position
+        self.routes = routes
+        self.endpoint = _Endpoint(endpoint) if endpoint is not None else None
+        self.started = started
+        self.stage = _CLAIMING
+        #: The worker-thread job of a claim made under a deadline, while it runs.
+        self.job: Job[Claim] | None = None
+
+    def __repr__(self) -> str:
+        return f"<VerifiedDelivery {printable(self.event.event)} handlers={len(self.routes)}>"
+
+    def finish(self, template: Outcome, result: object = None) -> Outcome:
+        """The answer ``template`` for this delivery, logged and counted."""
+        return self.pipeline.reporter.finish(
+            template, self.event, self.started, self.position, result
+        )
+
+    # -- the sync driver ---------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        """Run the delivery on the caller's thread and return its answer.
+
+        Sync handlers run right here; async ones on the receiver's private loop.
+        With a deadline, a blocking store's claim is made in a worker thread and
+        waited for until the deadline; handlers are not bounded by it (they run
+        on this thread, which cannot answer before they return).
+
+        Raises:
+            ConfigurationError: if the store is an asyncio one (it serves
+                ``run_async`` only).
+        """
+        claims = self.pipeline.claims
+        if claims is not None and inspect.iscoroutinefunction(claims.claim):
+            raise ConfigurationError(
+                "an asyncio dedup store serves ASGI apps (handle_async) only; "
+                "give this receiver a store with a sync client, such as RedisDedupStore"
+            )
+        steps = _steps(self)
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                effect = steps.send(value) if error is None else steps.throw(error)
+            except StopIteration as stop:
+                outcome: Outcome = stop.value
+                return outcome
+            value = error = None
+            if effect is _CLAIM:
+                value = self._claim_sync()
+                if value is None:  # past the deadline
+                    steps.close()
+                    return self._past_deadline()
+            elif isinstance(effect, _Settle):
+                self._settle_sync(effect)
+            elif isinstance(effect, _Hook):
+                self._hook_sync(effect)
+            else:
+                try:
+                    value = effect.handler(self.event)  # type: ignore[attr-defined]
+                    if value is not None and inspect.isawaitable(value):
+                        value = self.pipeline.workers.run_coroutine(value)
+                except BaseException as exc:  # noqa: BLE001 - thrown into _steps
+                    error = exc
+
+    def _claim_sync(self) -> Claim | Exception | None:
+        """The store's answer (or failure); ``None`` if none came by the deadline."""
+        p = self.pipeline
+        claims: Claims = p.claims  # type: ignore[assignment]
+        try:
+            if p.deadline is None or not claims.blocking:
+                return claims.claim(self)
+            job = self.job = p.workers.submit(claims.claim, self)
+            if not job.wait(p.deadline - (perf_counter() - self.started)):
+                return None
+            return job.future.result()
+        except ConfigurationError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any store failure is "unavailable"
+            return exc
+
+    def _settle_sync(self, effect: _Settle) -> None:
+        claims: Claims = self.pipeline.claims  # type: ignore[assignment]
+        try:
+            claims.settle(effect.claim, self, effect.outcome, effect.error)
+        except Exception as exc:  # noqa: BLE001 - logged; the answer stands
+            Reporter.settle_failed(exc, done=effect.outcome is not None and effect.outcome.ok)
+
+    def _hook_sync(self, effect: _Hook) -> None:
+        try:
+            result = effect.hook(effect.error, self.event)
+            if inspect.isawaitable(result):
+                self.pipeline.workers.run_coroutine(result)
+        except Exception:
+            logger.exception("census error hook %s failed", describe(effect.hook))
+
+    # -- the async driver --------------------------------------------------------------
+
+    async def run_async(self) -> Outcome:
+        """Run the delivery on the running event loop and return its answer.
+
+        Async handlers are awaited here, sync ones run in a worker thread. With a
+        store and a deadline, the run is a task waited for until the deadline;
+        past it the answer is 503 and a claimed run finishes in the background
+        (Census's retry then finds it done, or released).
+        """
+        p = self.pipeline
+        if p.claims is None or p.deadline is None:
+            return await self._drive_async()
+        task = asyncio.ensure_future(self._drive_async())
+        remaining = p.deadline - (perf_counter() - self.started)
+        done, _ = await asyncio.wait((task,), timeout=max(0.0, remaining))
+        if done or self.stage == _UNCLAIMED:  # failed open: no claim, so no deadline
+            return await task
+        if self.stage == _CLAIMING:
+            task.cancel()  # its late claim is released by _past_deadline
+        else:  # keep a reference until it ends: it settles the claim
+            p.background.add(task)
+            task.add_done_callback(p.background.discard)
+        return self._past_deadline()
+
+    async def _drive_async(self) -> Outcome:
+        steps = _steps(self)
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                effect = steps.send(value) if error is None else steps.throw(error)
+            except StopIteration as stop:
+                outcome: Outcome = stop.value
+                return outcome
+            value = error = None
+            try:
+                if effect is _CLAIM:
+                    value = await self._claim_async()
+                elif isinstance(effect, _Settle):
+                    await self._settle_async(effect)
+                elif isinstance(effect, _Hook):
+                    await self._hook_async(effect)
+                elif effect.is_async:  # type: ignore[attr-defined]
+                    value = await effect.handler(self.event)  # type: ignore[attr-defined]
+                else:
+                    value = await self.pipeline.workers.in_thread(
+                        effect.handler,  # type: ignore[attr-defined]
+                        self.event,
+                    )
+                    if value is not None and inspect.isawaitable(value):
+                        value = await value
+            except BaseException as exc:  # noqa: BLE001 - thrown into _steps
+                error = exc
+
+    async def _claim_async(self) -> Claim | Exception:
+        p = self.pipeline
+        claims: Any = p.claims
+        try:
+            if inspect.iscoroutinefunction(claims.claim):
+                got: Claim = await claims.claim(self)
+            elif not claims.blocking:
+                got = claims.claim(self)
+            else:
+                self.job = p.workers.submit(claims.claim, self)
+                got = await asyncio.wrap_future(self.job.future)
+        except ConfigurationError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any store failure is "unavailable"
+            return exc
+        return got
+
+    async def _settle_async(self, effect: _Settle) -> None:
+        claims: Any = self.pipeline.claims
+        args = (effect.claim, self, effect.outcome, effect.error)
+        try:
+            if inspect.iscoroutinefunction(claims.settle):
+                await claims.settle(*args)
+            elif claims.blocking:
+                await self.pipeline.workers.in_thread(claims.settle, *args)
+            else:
+                claims.settle(*args)
+        except Exception as exc:  # noqa: BLE001 - logged; the answer stands
+            Reporter.settle_failed(exc, done=effect.outcome is not None and effect.outcome.ok)
+
+    async def _hook_async(self, effect: _Hook) -> None:
+        try:
+            hook = effect.hook
+            result = (
+                hook(effect.error, self.event)
+                if is_async_callable(hook)
+                else await self.pipeline.workers.in_thread(hook, effect.error, self.event)
+            )
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("census error hook %s failed", describe(effect.hook))
+
+    # -- shared by both drivers --------------------------------------------------------
+
+    def _past_deadline(self) -> Outcome:
+        """The 503 of a delivery still going at its deadline, saying what held it up."""
+        p = self.pipeline
+        if self.stage != _CLAIMING:
+            return self.finish(DEADLINE)
+        job = self.job
+        if job is not None:
+            # A claim that lands after we answered must not hold the delivery: release
+            # it as soon as it comes, so Census's retry runs the handlers.
+            job.future.add_done_callback(self._release_late_claim)
+            if not job.started:
+                logger.error(
+                    "census receiver busy: all %d worker threads were taken for the %.1f s "
+                    "deadline; answering 503 so Census retries %s later (raise max_threads)",
+                    p.workers.max_threads,
+                    p.deadline,
+                    printable(self.event.event),
+                )
+                return self.finish(BUSY)
+        logger.error(
+            "census dedup store did not answer within the %.1f s deadline; answering 503 "
+            "so Census retries %s later",
+            p.deadline,
+            printable(self.event.event),
+        )
+        return self.finish(UNAVAILABLE)
+
+    def _release_late_claim(self, future: concurrent.futures.Future[Claim]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        claim: Claim = future.result()
+        if claim.state is ClaimState.CLAIMED:
+            self._settle_sync(_Settle(claim, None, None))
