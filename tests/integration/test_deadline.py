@@ -1,13 +1,15 @@
 """The 10-second budget over real HTTP: answer 503 at the deadline, let the retry find the result.
 
-Census gives up on an attempt after 10 s and retries it. With dedup on, the
+Census gives up on an attempt after 10 s and retries it. With dedup on, an ASGI
 receiver answers 503 at its deadline while the handlers keep running; Census's
 next attempt gets 409 while they still run, then 200 ``duplicate`` once they
-succeeded, and the handler never runs twice. The same holds when it is Redis
-that stops answering (a paused server, not a refused connection). Shown here
+succeeded, and the handler never runs twice. (A WSGI receiver runs handlers on
+the request's thread, which cannot answer before they return.) When it is Redis
+that stops answering (a paused server, not a refused connection), both stacks
+answer 503 at the deadline, and once Redis is back the next retry is handled:
+the claim Redis applied late does not hold the delivery for its lease. Shown
 under uvicorn (ASGI middleware, async path) and Werkzeug (WSGI middleware, sync
-path), with the Redis store, and with a deadline of 0.3 s instead of 8 s to keep
-it short.
+path), with the Redis store, and with a deadline of 0.3 s instead of 8 s.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ def serve(
 STACKS = pytest.mark.parametrize("stack", ["asgi-uvicorn", "wsgi-werkzeug"])
 
 
-@STACKS
+@pytest.mark.parametrize("stack", ["asgi-uvicorn"])
 def test_slow_handler_gets_503_at_the_deadline_and_the_retry_a_duplicate(
     stack: str,
     client: redis.Redis,
@@ -144,8 +146,8 @@ def test_a_paused_redis_gets_503_at_the_deadline_and_the_retry_is_handled_once(
         )
         assert elapsed < 3, elapsed
         assert calls == []
-        # Redis answers the held-up claim now; Census's retry finds the delivery
-        # being handled or done, and the handler runs once either way.
+        # Redis answers the held-up claim now, and it is released as it lands:
+        # Census's retry is handled at once, not after the claim's 60 s lease.
         answers = []
         deadline = time.monotonic() + WAIT
         while time.monotonic() < deadline:
@@ -155,6 +157,7 @@ def test_a_paused_redis_gets_503_at_the_deadline_and_the_retry_is_handled_once(
                 break
             assert answer.status_code == 409, answers
             time.sleep(0.02)
-    assert answers[-1] in ({"status": "ok"}, {"status": "duplicate"}), answers
+    assert answers[-1] == {"status": "ok"}, answers
+    assert time.monotonic() - began < 5, answers
     assert len(calls) == 1
     receiver.close()
