@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import logging
 import sys
 from pathlib import Path
 
 import pytest
 
+from census_receiver import WebhookReceiver
 from census_receiver.cli import EXIT_INPUT, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, main
 from census_receiver.testing import make_body
 
@@ -21,6 +23,9 @@ PIN_BODY = (
 # Made outside our code: printf '%s' "$PIN_BODY" |
 #   openssl dgst -sha256 -hmac whsec_census_test -binary | base64
 PIN_SIGNATURE = "KKWPa2wF/AlxBP1+M1mZfM0wWa4Iee9ASjuKSr0eoMM="
+# The fingerprint of SECRET, made outside our code: the first 8 hex digits of
+#   sha256(b"census-receiver/fingerprint\0" + b"whsec_census_test".ljust(64, b"\0"))
+SECRET_FINGERPRINT = "56c724db"
 
 
 @pytest.fixture
@@ -76,6 +81,31 @@ def test_verify_of_the_pinned_signature(
 ) -> None:
     assert main(["verify", str(body_file), "--signature", PIN_SIGNATURE, "--secret", SECRET]) == 0
     assert capsys.readouterr().out.startswith("verified (secret #1 ")
+
+
+def test_verify_names_the_secret_by_number_and_fingerprint(
+    body_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["verify", str(body_file), "--signature", PIN_SIGNATURE, "--secret", "other",
+            "--secret", SECRET]  # fmt: skip
+    assert main(argv) == EXIT_OK
+    assert capsys.readouterr().out == f"verified (secret #2 [{SECRET_FINGERPRINT}] of 2)\n"
+
+
+def test_verify_names_the_secret_as_the_receivers_log_does(
+    body_file: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver = WebhookReceiver(["other", SECRET])
+    with caplog.at_level(logging.INFO, logger="census_receiver"):
+        outcome = receiver.handle(PIN_BODY, {"X-Signature": PIN_SIGNATURE})
+    receiver.close()
+    assert outcome.ok
+    argv = ["verify", str(body_file), "--signature", PIN_SIGNATURE, "--secret", "other",
+            "--secret", SECRET]  # fmt: skip
+    assert main(argv) == EXIT_OK
+    label = capsys.readouterr().out.split("(", 1)[1].split(" of ", 1)[0]
+    assert label == f"secret #2 [{SECRET_FINGERPRINT}]"
+    assert label in caplog.text
 
 
 def test_verify_fails_on_a_changed_body(

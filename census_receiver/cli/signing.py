@@ -5,7 +5,9 @@
     census-receiver sign [FILE] [--secret S]
     census-receiver verify [FILE] --signature SIG [--secret S]...
 
-Standard library only.
+Standard library only. ``verify`` names the secret that matched by its number
+and its fingerprint, as the receiver's log lines do (``secret #2 [1a2b3c4d]``),
+so a delivery verified here can be matched to one in the log.
 """
 
 from __future__ import annotations
@@ -114,5 +116,7 @@ def run_verify(args: argparse.Namespace, prog: str) -> int:
         which = "the secret" if len(found) == 1 else f"any of the {len(found)} secrets"
         print(f"not verified: the signature does not match the body for {which}")
         return EXIT_REFUSED
-    print(f"verified (secret #{position + 1} of {len(found)})")
+    # Numbered from 1 with its fingerprint, exactly as the receiver's log says it.
+    label = f"#{position + 1} [{secrets.fingerprints[position]}]"
+    print(f"verified (secret {label} of {len(found)})")
     return EXIT_OK
