@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import Iterator, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,19 @@ Message = MutableMapping[str, Any]
 class Served:
     """A ServeApp over a plain receiver, its console written to a string."""
 
-    def __init__(self, relay: Relay | None = None, *, dedup: bool = False, fallback: Any = None):
-        self.receiver = WebhookReceiver(SECRET, dedup=InMemoryDedupStore() if dedup else None)
+    def __init__(
+        self,
+        relay: Relay | None = None,
+        *,
+        dedup: bool = False,
+        fallback: Any = None,
+        allowed_workspaces: list[int] | None = None,
+    ) -> None:
+        self.receiver = WebhookReceiver(
+            SECRET,
+            dedup=InMemoryDedupStore() if dedup else None,
+            allowed_workspaces=allowed_workspaces,
+        )
         self.out = io.StringIO()
         self.app = ServeApp(
             self.receiver, Console(self.out), path=PATH, relay=relay, fallback=fallback
@@ -87,10 +98,22 @@ class Served:
 
 
 @pytest.fixture
-def served() -> Iterator[Served]:
-    s = Served()
-    yield s
-    s.receiver.close()
+def serving() -> Iterator[Callable[..., Served]]:
+    """Make ``Served`` apps; their receivers are closed at teardown, pass or fail."""
+    made: list[Served] = []
+
+    def make(relay: Relay | None = None, **options: Any) -> Served:
+        made.append(Served(relay, **options))
+        return made[-1]
+
+    yield make
+    for served in made:
+        served.receiver.close()
+
+
+@pytest.fixture
+def served(serving: Callable[..., Served]) -> Served:
+    return serving()
 
 
 def test_a_verified_delivery_is_handled_and_shown_with_its_payload(served: Served) -> None:
@@ -107,6 +130,25 @@ def test_a_forged_delivery_is_refused_and_its_body_shown_unverified(served: Serv
     assert "rejected   401 invalid_signature: " in served.console
     assert "    unverified body, not handled:" in served.console
     assert '"sync_run_id": 666' in served.console
+
+
+def test_a_signed_but_malformed_payload_is_shown_verified_and_refused(served: Served) -> None:
+    body = b'{"event": "sync.failed", "workspace_id": "not a number"}'
+    status, _, _ = served.request(body, [(b"x-signature", sign(body, SECRET).encode())])
+    assert status == 400
+    assert "rejected   400 malformed_payload: " in served.console
+    assert "    verified body, refused:" in served.console
+    assert "unverified" not in served.console
+    assert '"workspace_id": "not a number"' in served.console
+
+
+def test_a_signed_payload_from_a_workspace_not_allowed_is_shown_verified_and_refused(
+    serving: Callable[..., Served],
+) -> None:
+    s = serving(allowed_workspaces=[1])
+    assert s.deliver("sync.failed", workspace_id=2)[0] == 403
+    assert "rejected   403 workspace_not_allowed: " in s.console
+    assert "    verified body, refused:" in s.console
 
 
 def test_a_get_is_answered_405_without_reading_the_body(served: Served) -> None:
@@ -146,7 +188,7 @@ def test_other_paths_are_404_and_do_not_name_the_webhook_path(served: Served) ->
     assert served.console == ""
 
 
-def test_other_paths_go_to_the_fallback_app() -> None:
+def test_other_paths_go_to_the_fallback_app(serving: Callable[..., Served]) -> None:
     seen: list[str] = []
 
     async def fallback(scope: Any, receive: Any, send: Any) -> None:
@@ -154,36 +196,34 @@ def test_other_paths_go_to_the_fallback_app() -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"page"})
 
-    s = Served(fallback=fallback)
+    s = serving(fallback=fallback)
     assert s.request(method="GET", path="/")[::2] == (200, b"page")
     assert s.deliver()[0] == 200
     assert seen == ["/"]
 
 
-def test_a_failed_relay_answers_500_and_is_not_remembered_with_dedup(tmp_path: Path) -> None:
+def test_a_failed_relay_answers_500_and_is_not_remembered_with_dedup(
+    serving: Callable[..., Served], tmp_path: Path
+) -> None:
     runs = tmp_path / "runs"
-    s = Served(Relay(commands=[f"echo run >> {runs}; exit 3"]), dedup=True)
-    try:
-        for _ in range(2):
-            status, _ = s.deliver("sync.failed")
-            assert status == 500
-        assert runs.read_text() == "run\nrun\n"  # the retry ran the relay again
-        assert s.console.count("-> 500 (a relay failed; Census would retry)") == 2
-        assert "exec 'echo run >> " in s.console and "exit 3" in s.console
-    finally:
-        s.receiver.close()
+    s = serving(Relay(commands=[f"echo run >> {runs}; exit 3"]), dedup=True)
+    for _ in range(2):
+        status, _ = s.deliver("sync.failed")
+        assert status == 500
+    assert runs.read_text() == "run\nrun\n"  # the retry ran the relay again
+    assert s.console.count("-> 500 (a relay failed; Census would retry)") == 2
+    assert "exec 'echo run >> " in s.console and "exit 3" in s.console
 
 
-def test_dedup_answers_a_repeat_without_relaying_it_again(tmp_path: Path) -> None:
+def test_dedup_answers_a_repeat_without_relaying_it_again(
+    serving: Callable[..., Served], tmp_path: Path
+) -> None:
     runs = tmp_path / "runs"
-    s = Served(Relay(commands=[f"echo run >> {runs}"]), dedup=True)
-    try:
-        assert s.deliver()[1] == b'{"status": "ok"}'
-        assert s.deliver()[1] == b'{"status": "duplicate"}'
-        assert runs.read_text() == "run\n"
-        assert "duplicate  sync.failed " in s.console and "(already handled)" in s.console
-    finally:
-        s.receiver.close()
+    s = serving(Relay(commands=[f"echo run >> {runs}"]), dedup=True)
+    assert s.deliver()[1] == b'{"status": "ok"}'
+    assert s.deliver()[1] == b'{"status": "duplicate"}'
+    assert runs.read_text() == "run\n"
+    assert "duplicate  sync.failed " in s.console and "(already handled)" in s.console
 
 
 def test_serve_refuses_a_relative_path(capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,7 +9,9 @@
         unverified body, not handled:
           { ... }
 
-No I/O but the stream it is given. A refused body is shown as it came.
+No I/O but the stream it is given. A refused body is shown as it came, marked
+as verified (a signed payload that is malformed, or from a workspace not
+allowed) or unverified (anything else, which may come from anyone).
 """
 
 from __future__ import annotations
@@ -20,13 +22,18 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
+from ..errors import MalformedPayload, WorkspaceNotAllowed
 from .common import SHOWN_CHARS
 
 if TYPE_CHECKING:
     from .._types import Body
     from ..answers import Outcome
 
-__all__ = ["Console", "NoteHandler", "preview"]
+__all__ = ["VERIFIED_REFUSALS", "Console", "NoteHandler", "preview"]
+
+#: The refusals (``Outcome.reason``) made after the signature matched; every other
+#: refusal is of a body that may not come from Census.
+VERIFIED_REFUSALS = frozenset({MalformedPayload.reason, WorkspaceNotAllowed.reason})
 
 #: The verdict and a comment on the answer, by ``Outcome.reason``, for verified events.
 _VERDICTS = {
@@ -83,7 +90,10 @@ class Console:
                 why = outcome.reason
             self.line(f"{stamp}  rejected   {outcome.status} {outcome.reason}: {why}")
             if body:
-                self.line("    unverified body, not handled:")
+                if outcome.reason in VERIFIED_REFUSALS:
+                    self.line("    verified body, refused:")
+                else:
+                    self.line("    unverified body, not handled:")
                 self.block(preview(bytes(body)), indent="      ")
         for note in notes:
             self.block(note)

@@ -84,6 +84,20 @@ def test_forged_delivery_is_shown_rejected_with_its_reason(
     assert "unverified body, not handled:" in after and '"sync_run_id": 666' in after
 
 
+def test_signed_but_malformed_payload_is_shown_verified_and_refused(
+    server: Serve, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = send(
+        capsys, "sync.failed", "--url", server.url, "--secret", SECRET,
+        "--set", 'workspace_id="W-42"',
+    )  # fmt: skip
+    assert code == EXIT_REFUSED
+    assert "<- 400 Bad Request" in out
+    line = server.wait_for(r"rejected +400 malformed_payload: ")
+    after = server.output.split(line, 1)[1]
+    assert after.startswith("\n    verified body, refused:\n") and '"W-42"' in after
+
+
 def test_get_on_the_webhook_path_is_shown_rejected(server: Serve) -> None:
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(server.url, timeout=WAIT)
