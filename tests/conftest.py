@@ -1,8 +1,17 @@
-"""Fixtures shared by the whole suite: a secret, a receiver, signed deliveries."""
+"""Fixtures shared by the whole suite: a secret, a receiver, signed deliveries, servers.
+
+A test that needs something this machine lacks (a server binary, a browser)
+calls ``need(reason)``: it skips with that one-line reason, or fails with it
+when ``CENSUS_TEST_REQUIRE_ALL=1`` (as CI sets), so that CI runs every test. A
+``ServerNotFound`` raised by a server helper, in a fixture or in a test, goes
+through ``need`` too.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Generator, Iterator
+from typing import NoReturn
 
 import pytest
 from hypothesis import settings
@@ -11,7 +20,8 @@ from census_receiver import WebhookReceiver
 from census_receiver.testing import Delivery, make_delivery
 
 from .log_secrecy import log_secrecy as log_secrecy  # session-wide: no secret in any log
-from .redis_server import RedisServer
+from .postgres_server import PostgresServer
+from .redis_server import RedisServer, ServerNotFound
 
 SECRET = "whsec_census_test"
 
@@ -38,6 +48,41 @@ def failed_delivery(secret: str) -> Delivery:
     return make_delivery("sync.failed", secret=secret)
 
 
+#: Set to 1, a test that cannot run here fails instead of skipping.
+REQUIRE_ALL = "CENSUS_TEST_REQUIRE_ALL"
+
+
+def need(reason: str) -> NoReturn:
+    """Skip the test for lack of ``reason`` (one line), or fail under ``CENSUS_TEST_REQUIRE_ALL=1``.
+
+    Call it when something the test needs cannot be had here::
+
+        if shutil.which("chromium") is None:
+            need("chromium not found (apt install chromium chromium-driver)")
+    """
+    if os.environ.get(REQUIRE_ALL, "") not in ("", "0"):
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    """A fixture whose server is not installed: ``need`` it (skip, or fail in CI)."""
+    try:
+        return (yield)
+    except ServerNotFound as missing:
+        need(str(missing))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """A test that starts a server that is not installed: ``need`` it too."""
+    try:
+        return (yield)
+    except ServerNotFound as missing:
+        need(str(missing))
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """A real redis-server on 127.0.0.1 (free port, no persistence) shared by the session.
@@ -45,6 +90,16 @@ def redis_server() -> Iterator[RedisServer]:
     Tests that use it call ``redis_server.flush()`` first, or use their own key prefix.
     """
     with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 shared by the session (``.conninfo``).
+
+    Tests that use it work in a database or schema of their own, or clean up.
+    """
+    with PostgresServer() as server:
         yield server
 
 
