@@ -138,6 +138,19 @@ def interruptible() -> Iterator[None]:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+class Example(Serve):
+    """An example run as a user runs it; killed if it never says where it listens."""
+
+    def __init__(self, name: str, port: int, env: dict[str, str]) -> None:
+        command = [sys.executable, str(EXAMPLES / f"{name}.py"), "--port", str(port)]
+        try:
+            super().__init__(env=env, command=command)
+        except BaseException:
+            self.process.kill()
+            self.process.wait(timeout=WAIT)
+            raise
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -166,9 +179,7 @@ def test_example_run_says_where_it_listens_and_stops_cleanly_on_ctrl_c(
     # into a terminal with the same secret, and Ctrl-C ending it without a traceback.
     port = free_port()
     env = cli_env(CENSUS_WEBHOOK_SECRET=census_secret, PYTHONPATH=str(EXAMPLES.parent))
-    example = Serve(
-        env=env, command=[sys.executable, str(EXAMPLES / f"{name}.py"), "--port", str(port)]
-    )
+    example = Example(name, port, env)
     try:
         assert example.url == f"http://127.0.0.1:{port}/webhooks/census"
         command = example.wait_for(r"^    census-receiver send ").split()
