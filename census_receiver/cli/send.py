@@ -16,10 +16,11 @@ import json
 import os
 import sys
 import time
+import urllib.parse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..receiver import SECRET_ENV_VAR
+from ..receiver import DEFAULT_PATH, SECRET_ENV_VAR
 from ..testing import EVENT_NAMES, RETRY_DELAYS, make_delivery
 from .common import (
     DEFAULT_URL,
@@ -157,6 +158,7 @@ def run(args: argparse.Namespace, prog: str) -> int:
     print(f"   X-Signature: {delivery.headers['X-Signature']}")
     print(f"   {delivery.body.decode('utf-8')}", flush=True)
     delays = [d * args.retry_scale for d in RETRY_DELAYS] if args.retry else []
+    hinted = False
     attempt = 0
     while True:
         attempt += 1
@@ -173,9 +175,30 @@ def run(args: argparse.Namespace, prog: str) -> int:
             print(f"<- {label}{status} {reason} {text}".rstrip(), flush=True)
             if 200 <= status < 300:
                 return EXIT_OK
+            if status in (404, 405) and not hinted:
+                print(f"   hint: {_wrong_path_hint(args.url)}", flush=True)
+                hinted = True
             code = EXIT_REFUSED
         if attempt > len(delays):
             return code
         delay = delays[attempt - 1]
         print(f"   retrying in {delay:g} s (Census's retry {attempt} of {len(delays)})", flush=True)
         time.sleep(delay)
+
+
+def _wrong_path_hint(url: str) -> str:
+    # 404 and 405 both say "nothing takes a POST here": most often the path is not
+    # the one the receiver answers on.
+    parts = urllib.parse.urlsplit(url)
+    path = parts.path or "/"
+    if path == DEFAULT_PATH:
+        return (
+            f"nothing takes a webhook POST at {path}: if the receiver there was given "
+            "another path, pass its full webhook URL with --url"
+        )
+    suggested = urllib.parse.urlunsplit((parts.scheme, parts.netloc, DEFAULT_PATH, "", ""))
+    return (
+        f"nothing takes a webhook POST at {path}; serve and the adapters listen on "
+        f"{DEFAULT_PATH} unless given another path: pass the full webhook URL with --url, "
+        f"e.g. --url {suggested}"
+    )

@@ -65,6 +65,51 @@ def test_send_prints_the_exchange(capsys: pytest.CaptureFixture[str]) -> None:
     assert answer == '<- 200 OK {"attempt": 1}'
 
 
+@pytest.mark.parametrize("status", [404, 405])
+def test_send_answered_404_or_405_hints_at_the_webhook_path_and_url(
+    status: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Recorder(statuses=lambda n: status) as recorder:
+        code, out, _ = send(capsys, "sync.failed", "--url", recorder.url, "--secret", SECRET)
+    assert code == EXIT_REFUSED
+    answer, hint = out.splitlines()[-2:]
+    assert answer.startswith(f"<- {status} ")
+    assert hint.startswith("   hint: ")
+    assert "/relay" in hint and "/webhooks/census" in hint and "--url" in hint
+
+
+def test_send_to_the_default_path_answered_404_hints_at_a_path_given_to_the_receiver(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with Recorder(statuses=lambda n: 404) as recorder:
+        url = recorder.url.replace("/relay", "/webhooks/census")
+        code, out, _ = send(capsys, "sync.failed", "--url", url, "--secret", SECRET)
+    assert code == EXIT_REFUSED
+    hint = out.splitlines()[-1]
+    assert hint.startswith("   hint: nothing takes a webhook POST at /webhooks/census")
+    assert "another path" in hint and "--url" in hint
+
+
+def test_send_hints_once_across_retries(capsys: pytest.CaptureFixture[str]) -> None:
+    with Recorder(statuses=lambda n: 404) as recorder:
+        code, out, _ = send(
+            capsys, "sync.failed", "--url", recorder.url, "--secret", SECRET,
+            "--retry", "--retry-scale", "0",
+        )  # fmt: skip
+    assert code == EXIT_REFUSED
+    assert out.count("hint: ") == 1
+
+
+@pytest.mark.parametrize("status", [401, 500])
+def test_send_gives_no_path_hint_for_other_refusals(
+    status: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Recorder(statuses=lambda n: status) as recorder:
+        code, out, _ = send(capsys, "sync.failed", "--url", recorder.url, "--secret", SECRET)
+    assert code == EXIT_REFUSED
+    assert "hint" not in out
+
+
 # -- --retry -------------------------------------------------------------------------------
 
 

@@ -98,6 +98,16 @@ def test_signed_but_malformed_payload_is_shown_verified_and_refused(
     assert after.startswith("\n    verified body, refused:\n") and '"W-42"' in after
 
 
+def test_send_to_a_wrong_path_of_serve_is_told_where_webhooks_go(
+    server: Serve, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wrong = server.url.replace("/webhooks/census", "/webhook")
+    code, out, _ = send(capsys, "sync.failed", "--url", wrong, "--secret", SECRET)
+    assert code == EXIT_REFUSED
+    assert "<- 404 Not Found" in out
+    assert "hint: " in out and "/webhooks/census" in out.split("hint: ", 1)[1]
+
+
 def test_get_on_the_webhook_path_is_shown_rejected(server: Serve) -> None:
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(server.url, timeout=WAIT)
