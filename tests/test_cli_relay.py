@@ -51,6 +51,26 @@ def test_forward_targets_that_are_not_the_server_itself_are_accepted(url: str) -
     check(url)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://x",
+        "file:///etc/passwd",
+        "localhost:5000/webhooks/census",  # no scheme
+        "127.0.0.1:5000/webhooks/census",
+        "http://",
+        "http:///webhooks/census",
+        "http://127.0.0.1:port/webhooks/census",
+        "http://127.0.0.1:70000/webhooks/census",
+    ],
+)
+def test_a_forward_url_that_is_not_http_with_a_host_is_refused(url: str) -> None:
+    with pytest.raises(CommandFailed) as info:
+        check(url)
+    assert info.value.code == EXIT_INPUT
+    assert f"--forward {url} is not an http:// or https:// URL with a host" in str(info.value)
+
+
 def test_a_server_on_every_address_counts_as_local() -> None:
     assert relays_to_itself("http://localhost:8000/hook", "0.0.0.0", 8000, "/hook")
     assert not relays_to_itself("http://example.test:8000/hook", "0.0.0.0", 8000, "/hook")

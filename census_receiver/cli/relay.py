@@ -46,7 +46,7 @@ def relays_to_itself(url: str, host: str, port: int, path: str) -> bool:
     try:
         forward_port = parts.port or 80
     except ValueError:
-        return False  # not a port at all: the relay says so when it runs
+        return False  # not a port at all: check_forward refuses it
     forward_host = parts.hostname or ""
     listens_locally = host in ("0.0.0.0", "::", "") or is_loopback(host)  # noqa: S104
     same_host = forward_host == host or (is_loopback(forward_host) and listens_locally)
@@ -63,8 +63,22 @@ def check_forward(url: str, *, host: str, port: int, path: str) -> None:
         path: its webhook path.
 
     Raises:
-        CommandFailed: the URL is the server's own webhook URL (EXIT_INPUT).
+        CommandFailed: the URL is not http:// or https:// with a host (and a
+            valid port), or is the server's own webhook URL (EXIT_INPUT).
     """
+    parts = urllib.parse.urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        valid = False
+    else:
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+    if not valid:
+        raise CommandFailed(
+            EXIT_INPUT,
+            f"--forward {url} is not an http:// or https:// URL with a host; give your "
+            "app's webhook URL, e.g. --forward http://127.0.0.1:5000/webhooks/census",
+        )
     if relays_to_itself(url, host, port, path):
         raise CommandFailed(
             EXIT_INPUT,

@@ -288,3 +288,15 @@ def test_serve_refuses_to_forward_to_itself(
     argv = ["serve", "--port", str(taken_port), "--secret", SECRET, "--forward", target]
     assert main(argv) == EXIT_INPUT
     assert f"--forward {target} is this server's own webhook URL" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("url", ["ftp://x", "localhost:5000/hooks", "http:///hooks"])
+def test_serve_refuses_a_forward_url_that_is_not_http_with_a_host(
+    url: str, taken_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The port is taken: if the URL were not refused first, serve would stop at the
+    # port (exit 5) rather than start and fail every delivery.
+    argv = ["serve", "--port", str(taken_port), "--secret", SECRET, "--forward", url]
+    assert main(argv) == EXIT_INPUT
+    err = capsys.readouterr().err
+    assert f"--forward {url} is not an http:// or https:// URL with a host" in err
