@@ -9,7 +9,7 @@ import logging
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -21,21 +21,15 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocket
 
 from census_receiver import ConfigurationError, Event, WebhookReceiver
-from census_receiver._types import Message, Receive, Scope, Send
 from census_receiver.bodies import DRAIN_LIMIT
 from census_receiver.starlette import CensusWebhookMiddleware
 from census_receiver.testing import make_delivery
 from tests.adapter_contract import (
-    CASES,
-    CHUNKED_OK,
-    DEDUP_ROWS,
     LIMIT,
     PATH,
     WAIT,
-    Case,
     Probe,
     Req,
-    check,
     delivery,
     make_probe,
     probing,
@@ -44,63 +38,20 @@ from tests.adapter_contract import (
     client_poster as poster,
 )
 from tests.conftest import SECRET
+from tests.support import (
+    Channel,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    body_messages,
+    http_scope,
+)
+from tests.support import (
+    run_asgi as run,
+)
 
 # -- hand-driven ASGI ------------------------------------------------------------------
-
-
-def http_scope(
-    path: str = PATH,
-    *,
-    method: str = "POST",
-    headers: Iterable[tuple[str, str]] = (),
-    root_path: str = "",
-) -> Scope:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": root_path,
-        "query_string": b"",
-        "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
-
-
-def body_messages(body: bytes, size: int = 500) -> list[Message]:
-    pieces = [body[i : i + size] for i in range(0, len(body), size)] or [b""]
-    return [
-        {"type": "http.request", "body": piece, "more_body": i < len(pieces) - 1}
-        for i, piece in enumerate(pieces)
-    ]
-
-
-class Channel:
-    """receive/send of one request: hands out ``messages``, then ``http.disconnect``."""
-
-    def __init__(self, messages: Iterable[Message] = ()) -> None:
-        self._messages: Iterator[Message] = iter(messages)
-        self.received = 0
-        self.sent: list[Message] = []
-
-    async def receive(self) -> Message:
-        self.received += 1
-        return next(self._messages, {"type": "http.disconnect"})
-
-    async def send(self, message: Message) -> None:
-        self.sent.append(message)
-
-    @property
-    def status(self) -> int | None:
-        return self.sent[0]["status"] if self.sent else None
-
-    @property
-    def headers(self) -> dict[bytes, bytes]:
-        return dict(self.sent[0]["headers"])
 
 
 async def echo(scope: Scope, receive: Receive, send: Send) -> None:
@@ -135,11 +86,6 @@ def recording() -> Iterator[RecordingReceiver]:
     receiver.close()
 
 
-def run(app: Any, scope: Scope, channel: Channel) -> Channel:
-    asyncio.run(asyncio.wait_for(app(scope, channel.receive, channel.send), WAIT))
-    return channel
-
-
 def test_answers_a_delivery_sent_in_several_body_messages(recording: RecordingReceiver) -> None:
     d = make_delivery("sync.failed", secret=SECRET)
     channel = run(
@@ -157,18 +103,6 @@ def _raw_scope(headers: list[tuple[bytes, bytes]]) -> Scope:
     scope = http_scope()
     scope["headers"] = headers
     return scope
-
-
-def test_a_repeated_x_signature_header_is_refused(recording: RecordingReceiver) -> None:
-    d = make_delivery("sync.failed", secret=SECRET)
-    value = d.headers["X-Signature"].encode()
-    channel = run(
-        CensusWebhookMiddleware(echo, receiver=recording),
-        _raw_scope([(b"x-signature", value), (b"x-signature", value)]),
-        Channel(body_messages(d.body)),
-    )
-    assert channel.status == 401
-    assert b"more than once" in channel.sent[1]["body"]
 
 
 def test_a_hand_built_scope_with_a_capitalised_header_name_still_verifies(
@@ -302,17 +236,6 @@ def test_matches_its_path_below_root_path_in_both_conventions(
     assert channel.status == (405 if ours else 200)
 
 
-def test_repeated_signature_pairs_reach_the_core_as_sent(recording: RecordingReceiver) -> None:
-    d = make_delivery("sync.failed", secret=SECRET)
-    signature = d.headers["X-Signature"]
-    channel = run(
-        CensusWebhookMiddleware(echo, receiver=recording),
-        http_scope(headers=[("x-signature", signature), ("x-signature", signature)]),
-        Channel(body_messages(d.body)),
-    )
-    assert channel.status == 401
-
-
 def test_path_must_start_with_a_slash(receiver: WebhookReceiver) -> None:
     with pytest.raises(ConfigurationError, match="path must start with '/'"):
         CensusWebhookMiddleware(echo, receiver=receiver, path="webhooks/census")
@@ -364,20 +287,6 @@ def make_app(receiver: WebhookReceiver, **options: Any) -> Starlette:
 def probe() -> Iterator[Probe]:
     with probing() as p:
         yield p
-
-
-@pytest.mark.parametrize("case", [*CASES, CHUNKED_OK], ids=lambda c: c.id)
-def test_contract_through_test_client(case: Case, probe: Probe) -> None:
-    post = poster(TestClient(make_app(probe.receiver)))
-    check(case, post(case.request), probe)
-
-
-@pytest.mark.parametrize(
-    ("row", "options", "check_row"), DEDUP_ROWS, ids=[r[0] for r in DEDUP_ROWS]
-)
-def test_dedup_contract_through_test_client(row: str, options: Any, check_row: Any) -> None:
-    with probing(**options()) as probe, TestClient(make_app(probe.receiver)) as client:
-        check_row(poster(client), probe)
 
 
 def test_other_routes_get_their_body_unchanged(probe: Probe) -> None:

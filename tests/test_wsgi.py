@@ -22,15 +22,10 @@ from census_receiver.bodies import DRAIN_LIMIT
 from census_receiver.testing import make_delivery
 from census_receiver.wsgi import CensusWebhookMiddleware, EnvironHeaders
 from tests.adapter_contract import (
-    CASES,
-    CHUNKED_OK,
-    DEDUP_ROWS,
     LIMIT,
     PATH,
-    Case,
     Probe,
     Req,
-    check,
     delivery,
     probing,
 )
@@ -53,20 +48,6 @@ def echo(request: Request) -> Response:
 def probe() -> Iterator[Probe]:
     with probing() as p:
         yield p
-
-
-@pytest.mark.parametrize("case", [*CASES, CHUNKED_OK], ids=lambda c: c.id)
-def test_contract_through_werkzeug_client(case: Case, probe: Probe) -> None:
-    post = poster(CensusWebhookMiddleware(echo, receiver=probe.receiver))
-    check(case, post(case.request), probe)
-
-
-@pytest.mark.parametrize(
-    ("row", "options", "check_row"), DEDUP_ROWS, ids=[r[0] for r in DEDUP_ROWS]
-)
-def test_dedup_contract_through_werkzeug_client(row: str, options: Any, check_row: Any) -> None:
-    with probing(**options()) as probe:
-        check_row(poster(CensusWebhookMiddleware(echo, receiver=probe.receiver)), probe)
 
 
 @pytest.mark.parametrize("chunked", [False, True])

@@ -2,8 +2,9 @@
 
 A virtualenv under pytest's tmp dir sees the system's packages, with the oldest
 Starlette/FastAPI pair of the ``starlette``/``fastapi`` extras (and the anyio,
-pydantic and httpx of their time) installed over them; tests/test_starlette.py
-and tests/test_fastapi.py then run in it. Needs PyPI (or pip's cache).
+pydantic and httpx of their time) installed over them; tests/test_starlette.py,
+tests/test_fastapi.py and the contract suite (tests/test_contract.py) then run
+in it. Needs PyPI (or pip's cache).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def test_asgi_adapter_tests_pass_on_the_oldest_supported_starlette_and_fastapi(
 
     tests = run(
         *(python, "-m", "pytest", "-q", "-p", "no:cacheprovider"),
-        *("tests/test_starlette.py", "tests/test_fastapi.py"),
+        *("tests/test_starlette.py", "tests/test_fastapi.py", "tests/test_contract.py"),
         timeout=300,
     )
     summary = tests.stdout.strip().splitlines()[-1] if tests.stdout.strip() else ""
