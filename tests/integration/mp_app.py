@@ -18,7 +18,7 @@ import redis
 import redis.asyncio
 
 from census_receiver import Event, WebhookReceiver
-from census_receiver.dedup import RedisDedupStore
+from census_receiver.dedup import AsyncRedisDedupStore, RedisDedupStore
 from census_receiver.starlette import CensusWebhookMiddleware as ASGIMiddleware
 from census_receiver.wsgi import CensusWebhookMiddleware as WSGIMiddleware
 
@@ -60,7 +60,7 @@ wsgi_app = WSGIMiddleware(_pid, receiver=_wsgi_receiver)
 # -- ASGI (uvicorn --workers), with the asyncio Redis client -------------------------------------
 
 _async = redis.asyncio.Redis.from_url(URL, socket_timeout=5, socket_connect_timeout=5)
-_asgi_receiver = WebhookReceiver(dedup=RedisDedupStore(_async))
+_asgi_receiver = WebhookReceiver(dedup=AsyncRedisDedupStore(_async))
 
 
 @_asgi_receiver.on("*")
