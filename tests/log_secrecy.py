@@ -12,11 +12,12 @@ it). For the whole session it:
 - records every signature computed in the session: each digest the receiver
   computes to check a request (``SecretSet.digest``, in base64 and hex) and
   each ``X-Signature`` the test helpers make (``census_receiver.testing``);
-- records every secret handed to our code (``SecretSet``, ``compute_signature``)
-  that is distinctive enough to search for (at least 10 characters, 5 of them
-  different, valid UTF-8), except those Hypothesis generates: it draws some
-  from string literals of our own code, log messages included, which would
-  then "leak" by construction.
+- records every secret handed to our code (each ``SecretSet`` built, which every
+  receiver makes, and ``compute_signature`` as ``census_receiver`` and
+  ``census_receiver.testing`` export it) that is distinctive enough to search
+  for (at least 10 characters, 5 of them different, valid UTF-8), except those
+  Hypothesis generates: it draws some from string literals of our own code, log
+  messages included, which would then "leak" by construction.
 
 At the end of the session it fails if any record contained one of them. A
 record is checked as it is emitted, and only findings are kept, so a long
@@ -35,6 +36,7 @@ from typing import Any
 import hypothesis
 import pytest
 
+import census_receiver
 import census_receiver.signature as signature_module
 import census_receiver.testing as testing_module
 from census_receiver.signature import SecretSet, compute_signature
@@ -109,7 +111,7 @@ def log_secrecy() -> Iterator[SecrecyWatch]:
     """Watch every log record of the session; fail at the end if one leaked a secret."""
     watch = SecrecyWatch()
     real_digest = SecretSet.digest
-    real_secret_bytes = signature_module._secret_bytes
+    real_init = SecretSet.__init__
     real_compute = compute_signature
 
     def digest(self: SecretSet, body: Any, position: int = 0) -> bytes:
@@ -117,11 +119,13 @@ def log_secrecy() -> Iterator[SecrecyWatch]:
         watch.add_digest(value)
         return value
 
-    def secret_bytes(secret: Any) -> bytes:
-        watch.add_secret(secret)
-        return real_secret_bytes(secret)
+    def init(self: SecretSet, secrets: Any) -> None:
+        for secret in secrets if isinstance(secrets, list | tuple) else ():
+            watch.add_secret(secret)
+        real_init(self, secrets)
 
     def compute(body: Any, secret: Any) -> str:
+        watch.add_secret(secret)
         value = real_compute(body, secret)
         watch.add_digest(base64.b64decode(value))
         return value
@@ -134,8 +138,9 @@ def log_secrecy() -> Iterator[SecrecyWatch]:
     try:
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(SecretSet, "digest", digest)
-            patch.setattr(signature_module, "_secret_bytes", secret_bytes)
-            patch.setattr(testing_module, "compute_signature", compute)
+            patch.setattr(SecretSet, "__init__", init)
+            for module in (census_receiver, signature_module, testing_module):
+                patch.setattr(module, "compute_signature", compute)
             yield watch
     finally:
         root.removeHandler(watch)
