@@ -1,15 +1,15 @@
 """The HTTP contract every adapter answers, as data, and the adapters it is run against.
 
 ``tests/test_contract.py`` runs every ``Case`` and every row against every
-entry of ``ADAPTERS``: the ASGI middleware driven by hand and under the
-TestClient of a Starlette and of a FastAPI app, the FastAPI dependency, the WSGI middleware, and the Flask view
-decorator and extension. Each adapter serves ``probe.receiver`` and turns a
-``Req`` into a request of its own kind; ``check`` compares the answer with the
-``Case``, as that adapter gives it (a route or view that is part of handling
-answers for the handlers; FastAPI's answers are ``{"detail": ...}``). The rows
-that need receiver options, two requests or threads (duplicate, in progress,
-store down, store silent at the deadline, workspace allowlist) are functions
-taking a ``post`` callable.
+entry of ``ADAPTERS``: the ASGI middleware driven by hand and in a Starlette
+and a FastAPI app under their TestClient, the FastAPI dependency, the WSGI
+middleware, and the Flask view decorator and extension. Each adapter serves
+``probe.receiver`` and turns a ``Req`` into a request of its own kind;
+``check`` compares the answer with the ``Case``, as that adapter gives it (a
+route or view that is part of handling answers for the handlers; FastAPI's
+answers are ``{"detail": ...}``). The rows that need receiver options, two
+requests or threads (duplicate, in progress, store down, store silent at the
+deadline, workspace allowlist) are functions taking a ``post`` callable.
 """
 
 from __future__ import annotations
