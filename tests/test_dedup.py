@@ -1,6 +1,6 @@
 """Dedup stores and the receiver's claim / complete / release protocol (in memory).
 
-The Redis store has its own tests against a real redis-server in test_dedup_redis.py.
+The Redis store has its own tests against a real redis-server in integration/test_dedup_redis.py.
 """
 
 from __future__ import annotations

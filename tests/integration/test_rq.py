@@ -26,13 +26,12 @@ from census_receiver import ConfigurationError, WebhookReceiver, parse_event
 from census_receiver.dedup import RedisDedupStore
 from census_receiver.rq import enqueue_to, job_id_for
 from census_receiver.testing import Delivery, make_body, make_delivery
+from tests.conftest import SECRET
+from tests.integration.rq_jobs import COUNTER, PAYLOADS
+from tests.redis_server import RedisServer
 
-from .conftest import SECRET
-from .redis_server import RedisServer
-from .rq_jobs import COUNTER, PAYLOADS
-
-ROOT = Path(__file__).resolve().parent.parent
-JOB = "tests.rq_jobs.record"
+ROOT = Path(__file__).resolve().parents[2]
+JOB = "tests.integration.rq_jobs.record"
 
 
 @pytest.fixture

@@ -29,11 +29,10 @@ from redis.retry import Retry
 from census_receiver import ConfigurationError, DedupUnavailable, Event, Outcome, WebhookReceiver
 from census_receiver.dedup import AsyncRedisDedupStore, ClaimState, RedisDedupStore, default_key
 from census_receiver.testing import Delivery, make_delivery
+from tests.conftest import SECRET
+from tests.redis_server import RedisServer
 
-from .conftest import SECRET
-from .redis_server import RedisServer
-
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

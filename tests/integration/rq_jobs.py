@@ -1,4 +1,4 @@
-"""Job functions the RQ worker started by tests/test_rq.py runs, in its own process."""
+"""Job functions the RQ worker started by tests/integration/test_rq.py runs, in its own process."""
 
 from __future__ import annotations
 
