@@ -42,7 +42,7 @@ import hmac
 import json
 import os
 import threading
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,13 +51,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from census_receiver import Event, WebhookReceiver
+from census_receiver.answers import REASONS
 from census_receiver.testing import EVENT_NAMES, make_body
 
+from .adapter_contract import LIMIT, PATH, unreachable_asgi, unreachable_wsgi
 from .conftest import SECRET
+from .support import Channel, http_scope
 
-PATH = "/webhooks/census"
-LIMIT = 2048
-CONTRACT_CODES = frozenset({200, 400, 401, 403, 405, 409, 413, 500, 503})
+CONTRACT_CODES = frozenset(REASONS.values())
 OTHER_SECRET = "whsec_fuzz_other_secret"
 FUZZ_EXAMPLES = int(os.environ.get("CENSUS_FUZZ_EXAMPLES", "5000"))
 _COMMON = settings(
@@ -399,15 +400,11 @@ test_core_async, test_core_async_long = _property(_core_async)
 # -- ASGI, driven by hand: raw duplicate headers, any chunking, any Content-Length ------------
 
 
-async def _not_found(scope: Any, receive: Any, send: Any) -> None:
-    raise AssertionError("the webhook path never reaches the wrapped app")
-
-
 def _asgi(watch: Watch, runner: asyncio.Runner, request: Request) -> None:
     from census_receiver.starlette import CensusWebhookMiddleware
 
     watch.reset()
-    app = CensusWebhookMiddleware(_not_found, receiver=watch.receiver, path=PATH)
+    app = CensusWebhookMiddleware(unreachable_asgi, receiver=watch.receiver, path=PATH)
     headers = [(n.lower().encode("latin-1"), v) for n, v in request.headers]
     if request.length == "auto":
         headers.append((b"content-length", str(len(request.body)).encode()))
@@ -418,26 +415,19 @@ def _asgi(watch: Watch, runner: asyncio.Runner, request: Request) -> None:
         pieces.append(rest[:size])
         rest = rest[size:]
     pieces.append(rest)
-    scope = {"type": "http", "method": request.method, "path": PATH, "headers": headers}
-    sent: list[MutableMapping[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        if pieces:
-            return {"type": "http.request", "body": pieces.pop(0), "more_body": bool(pieces)}
-        return {"type": "http.disconnect"}
-
-    async def send(message: MutableMapping[str, Any]) -> None:
-        sent.append(message)
-
-    runner.run(app(scope, receive, send))
-    start, body = sent
+    channel = Channel(
+        {"type": "http.request", "body": piece, "more_body": i < len(pieces) - 1}
+        for i, piece in enumerate(pieces)
+    )
+    scope = http_scope(PATH, method=request.method, headers=headers)
+    runner.run(app(scope, channel.receive, channel.send))
+    start, body = channel.sent
     assert start["type"] == "http.response.start" and body["type"] == "http.response.body"
-    declared = dict(start["headers"])[b"content-length"]
-    assert declared == str(len(body["body"])).encode()
+    assert channel.headers[b"content-length"] == str(len(channel.body)).encode()
     if request.length == str(LIMIT + 1):  # a declared length over the limit: refused unread
         assert start["status"] in (405, 413) and not watch.parsed()
         return
-    check(watch, request, Answer(start["status"], body["body"]))
+    check(watch, request, Answer(start["status"], channel.body))
 
 
 test_asgi_by_hand, test_asgi_by_hand_long = _property(_asgi)
@@ -516,17 +506,13 @@ test_fastapi_client, test_fastapi_client_long = _property(_fastapi)
 # -- WSGI and Flask test clients ---------------------------------------------------------------
 
 
-def _not_found_wsgi(environ: Any, start_response: Any) -> list[bytes]:
-    raise AssertionError("the webhook path never reaches the wrapped app")
-
-
 @pytest.fixture(scope="module")
 def wsgi_client(watch: Watch) -> Any:
     from werkzeug.test import Client
 
     from census_receiver.wsgi import CensusWebhookMiddleware
 
-    return Client(CensusWebhookMiddleware(_not_found_wsgi, receiver=watch.receiver, path=PATH))
+    return Client(CensusWebhookMiddleware(unreachable_wsgi, receiver=watch.receiver, path=PATH))
 
 
 def _wsgi(watch: Watch, wsgi_client: Any, request: Request) -> None:
