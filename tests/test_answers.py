@@ -128,6 +128,10 @@ def test_reasons_cover_every_rejection_with_its_status(cls: type[RequestRejected
     assert REASONS[cls.reason] == cls.status_code
 
 
+def test_reasons_cover_every_status_of_the_contract() -> None:
+    assert set(REASONS.values()) == {200, 400, 401, 403, 405, 409, 413, 500, 503}
+
+
 def test_reasons_cover_every_template() -> None:
     templates = [HANDLED, DROPPED, HANDLER_ERROR]
     assert all(REASONS[t.reason] == t.status for t in templates)

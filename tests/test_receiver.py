@@ -290,10 +290,6 @@ def test_answers_carry_json_headers(run: Run, failed_delivery: Delivery) -> None
     assert headers["content-length"] == str(len(outcome.body))
 
 
-def test_reasons_cover_every_status_of_the_contract() -> None:
-    assert set(REASONS.values()) == {200, 400, 401, 403, 405, 409, 413, 500, 503}
-
-
 def test_allowed_workspaces_refuses_others_with_403(run: Run) -> None:
     r = WebhookReceiver(SECRET, allowed_workspaces={3167})
     calls: list[Event] = []
