@@ -128,18 +128,19 @@ def test_run_coroutine_from_its_own_loop_raises_instead_of_deadlocking(workers: 
 def test_close_stops_the_threads_and_they_start_again_on_use() -> None:
     workers = Workers(max_threads=2)
 
-    async def name() -> str:
-        return threading.current_thread().name
+    async def loop_thread() -> threading.Thread:
+        return threading.current_thread()
 
-    assert workers.submit(lambda: None).wait(WAIT)
-    assert workers.run_coroutine(name()) == "census-receiver-loop"
+    pool = workers.submit(threading.current_thread).future.result(WAIT)
+    loop = workers.run_coroutine(loop_thread())
     workers.close()
-    assert "census-receiver-loop" not in {t.name for t in threading.enumerate()}
-    assert not any(t.name.startswith("census-receiver_") for t in threading.enumerate())
+    assert not pool.is_alive() and not loop.is_alive()
     # Used again after close: both start afresh.
     assert workers.submit(lambda: "again").future.result(WAIT) == "again"
-    assert workers.run_coroutine(name()) == "census-receiver-loop"
+    again = workers.run_coroutine(loop_thread())
+    assert again is not loop and again.name == "census-receiver-loop"
     workers.close()
+    assert not again.is_alive()
     workers.close()  # closing twice, or with nothing started, is fine
 
 
