@@ -36,6 +36,7 @@ from .events import (
     parse_event,
 )
 from .receiver import WebhookReceiver
+from .routing import RegistrationWarning
 from .signature import SIGNATURE_HEADER, compute_signature
 from .stats import ReceiverStats
 
@@ -57,6 +58,7 @@ __all__ = [
     "Outcome",
     "PayloadTooLarge",
     "ReceiverStats",
+    "RegistrationWarning",
     "RequestRejected",
     "SyncAlertRaised",
     "SyncAlertResolved",

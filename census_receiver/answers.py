@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -37,8 +37,10 @@ __all__ = [
     "HANDLER_ERROR",
     "IGNORED",
     "IN_PROGRESS",
+    "JOURNAL_UNAVAILABLE",
     "REASONS",
     "UNAVAILABLE",
+    "Answer",
     "Outcome",
     "Reporter",
     "answer",
@@ -50,36 +52,76 @@ logger = logging.getLogger("census_receiver")
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
-    """What to answer a delivery, and what happened to it.
+class Answer:
+    """An HTTP answer as sent: built once per kind of answer, shared by every delivery.
 
     Attributes:
         status: the HTTP status code.
         body: the JSON answer, as bytes: ``{"status": ...}`` on 2xx,
             ``{"error": ...}`` otherwise.
         headers: ``(name, value)`` pairs, Content-Type and Content-Length included.
-        event: the verified event, or ``None`` when the delivery was refused
-            before it was verified and parsed.
-        reason: a short label of what happened (``"handled"``, ``"ignored"``,
-            ``"duplicate"``, ``"invalid_signature"``, ...; see ``REASONS``).
-        result: what the ``endpoint`` of the delivery returned, if any.
+        reason: a short label of what happened (see ``REASONS``).
+        raw_headers: ``headers`` encoded once, as ASGI sends them.
     """
 
     status: int
     body: bytes
     headers: tuple[tuple[str, str], ...]
+    reason: str
+    raw_headers: tuple[tuple[bytes, bytes], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        encoded = tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers)
+        object.__setattr__(self, "raw_headers", encoded)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What to answer a delivery, and what happened to it.
+
+    Per delivery only the event and the endpoint's result are new: the answer
+    itself is one of the shared ``Answer``s, which keeps an ``Outcome`` cheap to
+    build on every delivery.
+
+    Attributes:
+        answer: what is sent back.
+        event: the verified event, or ``None`` when the delivery was refused
+            before it was verified and parsed.
+        result: what the ``endpoint`` of the delivery returned, if any.
+    """
+
+    answer: Answer
     event: Event | None = None
-    reason: str = "handled"
     result: object = None
+
+    @property
+    def status(self) -> int:
+        """The HTTP status code."""
+        return self.answer.status
+
+    @property
+    def body(self) -> bytes:
+        """The JSON answer, as bytes."""
+        return self.answer.body
+
+    @property
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        """``(name, value)`` pairs, Content-Type and Content-Length included."""
+        return self.answer.headers
+
+    @property
+    def reason(self) -> str:
+        """A short label of what happened (``"handled"``, ``"duplicate"``, ...)."""
+        return self.answer.reason
 
     @property
     def ok(self) -> bool:
         """Whether the status is 2xx (Census will not retry)."""
-        return 200 <= self.status < 300
+        return 200 <= self.answer.status < 300
 
     def json(self) -> dict[str, Any]:
         """The decoded answer body."""
-        decoded: dict[str, Any] = json.loads(self.body)
+        decoded: dict[str, Any] = json.loads(self.answer.body)
         return decoded
 
 
@@ -87,7 +129,7 @@ _HTML_SAFE = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026"}
 
 
 @functools.lru_cache(maxsize=256)
-def answer(status: int, key: str, text: str, reason: str, *extra: tuple[str, str]) -> Outcome:
+def answer(status: int, key: str, text: str, reason: str, *extra: tuple[str, str]) -> Answer:
     """Build (once, then from a cache) the answer ``{key: text}`` with ``status``.
 
     The JSON is ASCII with ``<``, ``>`` and ``&`` escaped too: verified payload
@@ -101,7 +143,7 @@ def answer(status: int, key: str, text: str, reason: str, *extra: tuple[str, str
         *extra: more headers, such as ``("allow", "POST")``.
 
     Returns:
-        An ``Outcome`` with no event, used as a template.
+        The ``Answer``.
     """
     body = json.dumps({key: text}).translate(_HTML_SAFE).encode("ascii")
     headers = (
@@ -109,7 +151,7 @@ def answer(status: int, key: str, text: str, reason: str, *extra: tuple[str, str
         ("content-length", str(len(body))),
         *extra,
     )
-    return Outcome(status, body, headers, None, reason)
+    return Answer(status, body, headers, reason)
 
 
 HANDLED = answer(200, "status", "ok", "handled")
@@ -124,6 +166,9 @@ IN_PROGRESS = answer(409, "error", "this delivery is being handled; retry later"
 DEADLINE = answer(503, "error", "still handling this delivery; retry later", "deadline")
 BUSY = answer(503, "error", "the receiver is busy; retry later", "busy")
 UNAVAILABLE = answer(503, "error", "the deduplication store is unavailable", "dedup_unavailable")
+JOURNAL_UNAVAILABLE = answer(
+    503, "error", "the delivery journal is unavailable", "journal_unavailable"
+)
 
 #: Every ``Outcome.reason``, with its status.
 REASONS: dict[str, int] = {
@@ -139,6 +184,7 @@ REASONS: dict[str, int] = {
         DEADLINE,
         BUSY,
         UNAVAILABLE,
+        JOURNAL_UNAVAILABLE,
     )
 }
 for _cls in RequestRejected.__subclasses__():
@@ -179,20 +225,28 @@ class Reporter:
         stats: the counters to update.
         fingerprints: one label per secret, to say in the log which one matched.
         slow_handling: seconds above which a delivery is logged as slow, or ``None``.
+        rejections: called as ``(status, reason, remote, size)`` for each refusal
+            (a journal's rejection log), or ``None``.
     """
 
-    __slots__ = ("fingerprints", "slow_handling", "stats")
+    __slots__ = ("fingerprints", "rejections", "slow_handling", "stats")
 
     def __init__(
-        self, stats: ReceiverStats, fingerprints: tuple[str, ...], slow_handling: float | None
+        self,
+        stats: ReceiverStats,
+        fingerprints: tuple[str, ...],
+        slow_handling: float | None,
+        *,
+        rejections: Callable[[int, str, str | None, int], None] | None = None,
     ) -> None:
         self.stats = stats
         self.fingerprints = fingerprints
         self.slow_handling = slow_handling
+        self.rejections = rejections
 
     def finish(
         self,
-        template: Outcome,
+        template: Answer,
         event: Event,
         started: float,
         position: int,
@@ -204,31 +258,32 @@ class Reporter:
             template: one of this module's answers.
             event: the verified event.
             started: ``perf_counter()`` when the delivery arrived.
-            position: which secret verified it (0 for the first).
+            position: which secret verified it (0 for the first; -1 for a run
+                from the journal, such as a replay).
             result: what the delivery's endpoint returned.
 
         Returns:
             The delivery's ``Outcome``.
         """
         elapsed = perf_counter() - started
-        outcome = Outcome(
-            template.status, template.body, template.headers, event, template.reason, result
-        )
+        outcome = Outcome(template, event, result)
         name = event.event
-        self.stats.record(name, outcome.reason, elapsed)
+        reason = template.reason
+        self.stats.record(name, reason, elapsed)
         if logger.isEnabledFor(logging.INFO):
             logger.info(
-                "census delivery %s: %s (%d) in %.1f ms, secret #%d [%s]",
+                "census delivery %s: %s (%d) in %.1f ms, %s",
                 describe_event(event),
-                outcome.reason,
-                outcome.status,
+                reason,
+                template.status,
                 elapsed * 1000,
-                position + 1,
-                self.fingerprints[position],
+                f"secret #{position + 1} [{self.fingerprints[position]}]"
+                if position >= 0
+                else "from the journal",
                 extra={
                     "census_event": name,
-                    "census_reason": outcome.reason,
-                    "census_status": outcome.status,
+                    "census_reason": reason,
+                    "census_status": template.status,
                     "census_ms": elapsed * 1000,
                     "census_secret": position + 1,
                 },
@@ -243,18 +298,27 @@ class Reporter:
             )
         return outcome
 
-    def reject(self, error: RequestRejected, started: float | None = None) -> Outcome:
-        """Turn a refusal into its answer, logging and counting it.
+    def reject(
+        self,
+        error: RequestRejected,
+        started: float | None = None,
+        *,
+        remote: str | None = None,
+        size: int = 0,
+    ) -> Outcome:
+        """Turn a refusal into its answer, logging and counting it (and noting it).
 
         Args:
             error: why the delivery is refused.
             started: ``perf_counter()`` when handling began, for the timing.
+            remote: the client's address, for the rejection log.
+            size: the body's size in bytes, likewise.
 
         Returns:
             The answer: ``error.status_code`` with ``{"error": str(error)}``.
         """
         extra = (("allow", "POST"),) if isinstance(error, MethodNotAllowed) else ()
-        outcome = answer(error.status_code, "error", str(error), error.reason, *extra)
+        outcome = Outcome(answer(error.status_code, "error", str(error), error.reason, *extra))
         hint = ""
         if error.reason == "invalid_signature":
             hint = (
@@ -270,11 +334,13 @@ class Reporter:
             extra={"census_reason": outcome.reason, "census_status": outcome.status},
         )
         self.stats.record(None, outcome.reason, perf_counter() - started if started else 0.0)
+        if self.rejections is not None:
+            self.rejections(outcome.status, outcome.reason, remote, size)
         return outcome
 
     def handler_failed(
         self, error: Exception, failed: Callable[..., object] | None, event: Event
-    ) -> Outcome:
+    ) -> Answer:
         """Log a handler's failure and pick its answer template (500, or 200 dropped).
 
         Args:

@@ -29,19 +29,22 @@ import asyncio
 import concurrent.futures
 import inspect
 import logging
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .answers import (
+    ACCEPTED,
     BUSY,
     DEADLINE,
     DUPLICATE,
     HANDLED,
     HANDLER_ERROR,
+    IGNORED,
     IN_PROGRESS,
     UNAVAILABLE,
+    Answer,
     Outcome,
     Reporter,
     printable,
@@ -69,10 +72,20 @@ logger = logging.getLogger("census_receiver")
 
 
 class Claims(Protocol):
-    """How the delivery sequence claims a delivery and records how it ended (sync)."""
+    """How the delivery sequence claims a delivery and records how it ended (sync).
+
+    A journal adds ``capture(delivery)`` (record it as pending, for a worker:
+    acknowledge on capture) and ``refuse(delivery, outcome)`` (keep a verified
+    body whose payload was refused).
+    """
 
     #: Whether the calls wait on I/O (then ``run_async`` makes them in a worker thread).
     blocking: bool
+    #: Whether every call gives up by itself well within the deadline (a database
+    #: timeout), so that ``run`` need not wait for it from another thread.
+    bounded: bool
+    #: The answer when the store cannot be reached.
+    unavailable: Answer
 
     def claim(self, delivery: VerifiedDelivery) -> Claim:
         """Claim ``delivery``: ``CLAIMED`` (run it), ``DONE`` or ``IN_PROGRESS``."""
@@ -91,6 +104,9 @@ class Claims(Protocol):
 
 class AsyncClaims(Protocol):
     """``Claims`` with coroutine steps, for stores with an asyncio client."""
+
+    #: The answer when the store cannot be reached.
+    unavailable: Answer
 
     async def claim(self, delivery: VerifiedDelivery) -> Claim:
         """Claim ``delivery``: ``CLAIMED`` (run it), ``DONE`` or ``IN_PROGRESS``."""
@@ -112,19 +128,20 @@ class StoreClaims:
 
     Args:
         store: the dedup store.
-        key: builds the dedup key of a delivery from its event and body.
     """
 
-    __slots__ = ("blocking", "key", "store")
+    __slots__ = ("blocking", "store")
 
-    def __init__(self, store: DedupStore, key: KeyFunction) -> None:
+    bounded = False
+    unavailable = UNAVAILABLE
+
+    def __init__(self, store: DedupStore) -> None:
         self.store = store
-        self.key = key
         self.blocking: bool = getattr(store, "blocking", True)
 
     def claim(self, delivery: VerifiedDelivery) -> Claim:
         """Claim the delivery's key in the store."""
-        return self.store.claim(self.key(delivery.event, delivery.body))
+        return self.store.claim(delivery.key())
 
     def settle(
         self,
@@ -143,15 +160,16 @@ class StoreClaims:
 class AsyncStoreClaims:
     """``StoreClaims`` for an ``AsyncDedupStore``."""
 
-    __slots__ = ("key", "store")
+    __slots__ = ("store",)
 
-    def __init__(self, store: AsyncDedupStore, key: KeyFunction) -> None:
+    unavailable = UNAVAILABLE
+
+    def __init__(self, store: AsyncDedupStore) -> None:
         self.store = store
-        self.key = key
 
     async def claim(self, delivery: VerifiedDelivery) -> Claim:
         """Claim the delivery's key in the store."""
-        return await self.store.claim(self.key(delivery.event, delivery.body))
+        return await self.store.claim(delivery.key())
 
     async def settle(
         self,
@@ -174,18 +192,23 @@ class Pipeline:
     Attributes:
         reporter: builds, logs and counts the answers.
         workers: the thread pool and private loop.
-        claims: the store's claim steps, or ``None`` without dedup.
+        claims: the store's (or journal's) claim steps, or ``None`` without one.
         error_hooks: called as ``hook(exc, event)`` when a handler fails (live list).
+        key: a delivery's identity in the store, from its event and body.
         deadline: seconds, from arrival, after which a claimed delivery is answered.
         fail_open: run the handlers when the store fails, instead of answering 503.
+        on_capture: answer 200 ``accepted`` once the journal has the delivery, and
+            leave the handlers to a worker.
     """
 
     reporter: Reporter
     workers: Workers
     claims: Claims | AsyncClaims | None
     error_hooks: list[ErrorHook]
+    key: KeyFunction
     deadline: float | None = None
     fail_open: bool = False
+    on_capture: bool = False
     #: Deliveries still running past their deadline, kept alive until they end.
     background: set[asyncio.Future[Outcome]] = field(default_factory=set)
 
@@ -219,6 +242,8 @@ class _Settle:
 
 #: The effect that asks the driver to claim the delivery; it sends ``Claim | Exception``.
 _CLAIM = object()
+#: The effect that asks the driver to keep a refused delivery's body (a journal's ``refuse``).
+_REFUSE = object()
 #: The other effects: call a handler (a Route or _Endpoint), a hook, or settle.
 _Effect = object
 
@@ -229,19 +254,29 @@ _CLAIMING, _CLAIMED, _UNCLAIMED = "claiming", "claimed", "unclaimed"
 def _steps(d: VerifiedDelivery) -> Generator[_Effect, Any, Outcome]:
     """The whole run of a delivery, yielding each effect; see the module docstring."""
     p = d.pipeline
-    claim: Claim | None = None
-    if p.claims is not None:
+    if d.refusal is not None:  # verified, but its payload was refused: kept, not run
+        yield _REFUSE
+        return d.refusal
+    claim = d.claim  # made already for a worker's or a replay's run
+    if claim is None and p.claims is not None:
         got = yield _CLAIM
         if not isinstance(got, Claim):  # the store failed: an exception
             p.reporter.store_unavailable(got, d.event, fail_open=p.fail_open)
             if not p.fail_open:
-                return d.finish(UNAVAILABLE)
+                return d.finish(p.claims.unavailable)
             d.stage = _UNCLAIMED
+        elif p.on_capture:
+            return d.finish(ACCEPTED if got.state is ClaimState.CLAIMED else DUPLICATE)
         elif got.state is not ClaimState.CLAIMED:
             return d.finish(DUPLICATE if got.state is ClaimState.DONE else IN_PROGRESS)
         else:
             claim = got
             d.stage = _CLAIMED
+    if not d.routes and d.endpoint is None:  # recorded, with nothing to run
+        outcome = d.finish(IGNORED)
+        if claim is not None:
+            yield _Settle(claim, outcome, None)
+        return outcome
     failed: Callable[..., object] | None = None
     result: object = None
     try:
@@ -282,15 +317,20 @@ class VerifiedDelivery:
         body: the exact verified bytes.
         routes: the handlers that match, in order.
         started: ``perf_counter()`` when the delivery arrived.
+        claim: a claim made already (a worker's or a replay's run), or ``None``.
+        refusal: for a verified body whose payload was refused, its 400 answer:
+            running the delivery only keeps the body in the journal.
     """
 
     __slots__ = (
         "body",
+        "claim",
         "endpoint",
         "event",
         "job",
         "pipeline",
         "position",
+        "refusal",
         "routes",
         "stage",
         "started",
@@ -305,6 +345,9 @@ class VerifiedDelivery:
         routes: tuple[Any, ...],
         endpoint: Callable[[Event], object] | None,
         started: float,
+        *,
+        claim: Claim | None = None,
+        refusal: Outcome | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.body = body
@@ -313,14 +356,20 @@ class VerifiedDelivery:
         self.routes = routes
         self.endpoint = _Endpoint(endpoint) if endpoint is not None else None
         self.started = started
+        self.claim = claim
+        self.refusal = refusal
         self.stage = _CLAIMING
         #: The worker-thread job of a claim made under a deadline, while it runs.
         self.job: Job[Claim] | None = None
 
+    def key(self) -> str:
+        """The delivery's identity in the store or journal (by default: event and ids)."""
+        return self.pipeline.key(self.event, self.body)
+
     def __repr__(self) -> str:
         return f"<VerifiedDelivery {printable(self.event.event)} handlers={len(self.routes)}>"
 
-    def finish(self, template: Outcome, result: object = None) -> Outcome:
+    def finish(self, template: Answer, result: object = None) -> Outcome:
         """The answer ``template`` for this delivery, logged and counted."""
         return self.pipeline.reporter.finish(
             template, self.event, self.started, self.position, result
@@ -361,6 +410,8 @@ class VerifiedDelivery:
                 if value is None:  # past the deadline
                     steps.close()
                     return self._past_deadline()
+            elif effect is _REFUSE:
+                self._refuse_sync()
             elif isinstance(effect, _Settle):
                 self._settle_sync(effect)
             elif isinstance(effect, _Hook):
@@ -376,11 +427,12 @@ class VerifiedDelivery:
     def _claim_sync(self) -> Claim | Exception | None:
         """The store's answer (or failure); ``None`` if none came by the deadline."""
         p = self.pipeline
-        claims: Claims = p.claims  # type: ignore[assignment]
+        claims: Any = p.claims
+        step = claims.capture if p.on_capture else claims.claim
         try:
-            if p.deadline is None or not claims.blocking:
-                return claims.claim(self)
-            job = self.job = p.workers.submit(claims.claim, self)
+            if p.deadline is None or not claims.blocking or claims.bounded:
+                return step(self)  # type: ignore[no-any-return]
+            job = self.job = p.workers.submit(step, self)
             if not job.wait(p.deadline - (perf_counter() - self.started)):
                 return None
             return job.future.result()
@@ -388,6 +440,14 @@ class VerifiedDelivery:
             raise
         except Exception as exc:  # noqa: BLE001 - any store failure is "unavailable"
             return exc
+
+    def _refuse_sync(self) -> None:
+        claims: Any = self.pipeline.claims
+        try:
+            if claims is not None:
+                claims.refuse(self, self.refusal)
+        except Exception as exc:  # noqa: BLE001 - logged; the 400 stands, Census retries
+            _not_kept(exc)
 
     def _settle_sync(self, effect: _Settle) -> None:
         claims: Claims = self.pipeline.claims  # type: ignore[assignment]
@@ -406,19 +466,27 @@ class VerifiedDelivery:
 
     # -- the async driver --------------------------------------------------------------
 
-    async def run_async(self) -> Outcome:
-        """Run the delivery on the running event loop and return its answer.
+    def run_async(self) -> Coroutine[Any, Any, Outcome]:
+        """Run the delivery on the running event loop: ``outcome = await delivery.run_async()``.
 
-        Async handlers are awaited here, sync ones run in a worker thread. With a
+        Async handlers are awaited, sync ones run in a worker thread. With a
         store and a deadline, the run is a task waited for until the deadline;
         past it the answer is 503 and a claimed run finishes in the background
         (Census's retry then finds it done, or released).
+
+        Returns:
+            The coroutine to await for the answer (the driver itself when there
+            is no deadline to keep: one coroutine fewer per delivery).
         """
         p = self.pipeline
         if p.claims is None or p.deadline is None:
-            return await self._drive_async()
+            return self._drive_async()
+        return self._run_within_deadline(p.deadline)
+
+    async def _run_within_deadline(self, deadline: float) -> Outcome:
+        p = self.pipeline
         task = asyncio.ensure_future(self._drive_async())
-        remaining = p.deadline - (perf_counter() - self.started)
+        remaining = deadline - (perf_counter() - self.started)
         done, _ = await asyncio.wait((task,), timeout=max(0.0, remaining))
         if done or self.stage == _UNCLAIMED:  # failed open: no claim, so no deadline
             return await task
@@ -443,6 +511,8 @@ class VerifiedDelivery:
             try:
                 if effect is _CLAIM:
                     value = await self._claim_async()
+                elif effect is _REFUSE:
+                    await self._off_loop(self._refuse_sync)
                 elif isinstance(effect, _Settle):
                     await self._settle_async(effect)
                 elif isinstance(effect, _Hook):
@@ -462,13 +532,14 @@ class VerifiedDelivery:
     async def _claim_async(self) -> Claim | Exception:
         p = self.pipeline
         claims: Any = p.claims
+        step = claims.capture if p.on_capture else claims.claim
         try:
-            if inspect.iscoroutinefunction(claims.claim):
-                got: Claim = await claims.claim(self)
+            if inspect.iscoroutinefunction(step):
+                got: Claim = await step(self)
             elif not claims.blocking:
-                got = claims.claim(self)
+                got = step(self)
             else:
-                self.job = p.workers.submit(claims.claim, self)
+                self.job = p.workers.submit(step, self)
                 got = await asyncio.wrap_future(self.job.future)
         except ConfigurationError:
             raise
@@ -488,6 +559,14 @@ class VerifiedDelivery:
                 claims.settle(*args)
         except Exception as exc:  # noqa: BLE001 - logged; the answer stands
             Reporter.settle_failed(exc, done=effect.outcome is not None and effect.outcome.ok)
+
+    async def _off_loop(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` in a worker thread if the store blocks, else right here."""
+        claims: Any = self.pipeline.claims
+        if claims is not None and claims.blocking:
+            await self.pipeline.workers.in_thread(fn)
+        else:
+            fn()
 
     async def _hook_async(self, effect: _Hook) -> None:
         try:
@@ -537,3 +616,11 @@ class VerifiedDelivery:
         claim: Claim = future.result()
         if claim.state is ClaimState.CLAIMED:
             self._settle_sync(_Settle(claim, None, None))
+
+
+def _not_kept(error: BaseException) -> None:
+    logger.warning(
+        "census journal unavailable (%s): a verified delivery whose payload was refused "
+        "was not kept; Census retries it",
+        type(error).__name__,
+    )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import io
+import warnings
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -38,6 +39,7 @@ from .receiver import (
     check_path,
     check_receiver,
 )
+from .routing import RegistrationWarning, check_registration
 from .wsgi import read_environ, run_environ
 
 if TYPE_CHECKING:
@@ -209,8 +211,16 @@ class CensusWebhooks:
             A decorator that registers the function and returns it unchanged.
         """
 
+        checked = check_registration(patterns, filters, stacklevel=2)
+
         def decorate(handler: _F) -> _F:
-            self._register(lambda receiver: receiver.on(*patterns, **filters)(handler))
+            def register(receiver: WebhookReceiver) -> None:
+                # Checked (and warned about) once above, at the user's line.
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RegistrationWarning)
+                    receiver.on(*checked, **filters)(handler)
+
+            self._register(register)
             return handler
 
         return decorate

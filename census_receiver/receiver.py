@@ -17,17 +17,26 @@ every adapter, ``handle`` and ``handle_async`` use::
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Collection, Iterable, Sequence
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .answers import IGNORED, Outcome, Reporter, printable
+from .answers import DUPLICATE, IGNORED, IN_PROGRESS, Outcome, Reporter, printable
 from .dedup import DedupStore, default_key, is_async_store
-from .delivery import AsyncStoreClaims, Pipeline, StoreClaims, VerifiedDelivery
+from .delivery import (
+    AsyncClaims,
+    AsyncStoreClaims,
+    Claims,
+    Pipeline,
+    StoreClaims,
+    VerifiedDelivery,
+)
 from .errors import (
     ConfigurationError,
     InvalidSignature,
+    MalformedPayload,
     MethodNotAllowed,
     PayloadTooLarge,
     RequestRejected,
@@ -35,7 +44,7 @@ from .errors import (
     shown_value,
 )
 from .events import Event, parse_event
-from .routing import Route, Router
+from .routing import Route, Router, check_registration
 from .signature import SecretSet, decode_signature, signature_from_headers
 from .stats import ReceiverStats
 from .workers import Workers
@@ -43,6 +52,7 @@ from .workers import Workers
 if TYPE_CHECKING:
     from ._types import Body, ErrorHook, Headers, Secret
     from .dedup import AsyncDedupStore, KeyFunction
+    from .journal.base import Journal, JournalClaim
 
 __all__ = [
     "DEFAULT_DEADLINE",
@@ -138,6 +148,30 @@ def _positive(name: str, value: float | None, *, optional: bool = True) -> None:
         raise ConfigurationError(f"{name} must be a positive number, not {shown_value(value)}")
 
 
+def _labels_of(body: Body) -> Event:
+    """A refused payload's event name and ids, where a lenient reading finds them."""
+    try:
+        payload = json.loads(bytes(body))
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
+        return Event("", None, None, None)
+    name = payload.get("event")
+    workspace, sync, run = (
+        value if type(value) is int else None
+        for value in (payload.get(k) for k in ("workspace_id", "sync_id", "sync_run_id"))
+    )
+    return Event(name if isinstance(name, str) else "", workspace, sync, run)
+
+
+def _is_journal(journal: object) -> bool:
+    from .journal.base import (  # only when a journal is given: it loads sqlite3
+        Journal,
+    )
+
+    return isinstance(journal, Journal)
+
+
 def _workspaces(allowed: object) -> frozenset[int] | None:
     if allowed is None:
         return None
@@ -179,6 +213,12 @@ class WebhookReceiver:
         max_threads: worker threads, for sync handlers under ``handle_async`` and
             for store calls awaited under a deadline.
         stats: counters to update (one is made if not given).
+        journal: a journal from ``census_receiver.journal`` that records every
+            verified delivery (and is the dedup store: not with ``dedup``).
+        acknowledge: ``"after_handlers"`` (the default: answer once the handlers
+            ran) or ``"on_capture"`` (answer 200 ``accepted`` once the journal
+            has the delivery; ``run_pending`` and ``census-receiver work`` run
+            the handlers). ``"on_capture"`` needs a journal.
 
     Raises:
         ConfigurationError: if there is no usable secret or an option is invalid.
@@ -197,6 +237,8 @@ class WebhookReceiver:
         allowed_workspaces: Collection[int] | None = None,
         max_threads: int = 40,
         stats: ReceiverStats | None = None,
+        journal: Journal | None = None,
+        acknowledge: str = "after_handlers",
     ) -> None:
         self._secrets = SecretSet(_secrets_from(secret))
         if (
@@ -222,33 +264,62 @@ class WebhookReceiver:
             )
         if dedup_key is not None and not callable(dedup_key):
             raise ConfigurationError("dedup_key must be a function of (event, body)")
+        if journal is not None and dedup is not None:
+            raise ConfigurationError(
+                "give journal= or dedup=, not both: a journal is the receiver's dedup "
+                "store too (it answers duplicates itself)"
+            )
+        if journal is not None and not _is_journal(journal):
+            raise ConfigurationError(
+                "journal must be a journal from census_receiver.journal (SQLiteJournal, "
+                f"PostgresJournal), not {type(journal).__name__}"
+            )
+        if acknowledge not in ("after_handlers", "on_capture"):
+            raise ConfigurationError(
+                f"acknowledge must be 'after_handlers' or 'on_capture', not {acknowledge!r}"
+            )
+        if acknowledge == "on_capture" and journal is None:
+            raise ConfigurationError(
+                "acknowledge='on_capture' needs a journal to capture deliveries in: "
+                "pass journal=SQLiteJournal(path) (or PostgresJournal)"
+            )
         #: Bodies larger than this many bytes are answered 413.
         self.max_body_size: int = max_body_size
         #: The dedup store, or ``None``.
         self.dedup: DedupStore | AsyncDedupStore | None = dedup
+        #: The journal, or ``None``.
+        self.journal: Journal | None = journal
+        #: When deliveries are answered: ``"after_handlers"`` or ``"on_capture"``.
+        self.acknowledge = acknowledge
         #: The workspace allowlist, or ``None`` for any workspace.
         self.allowed_workspaces: frozenset[int] | None = _workspaces(allowed_workspaces)
         #: Counts of deliveries by event and outcome, and handling times.
         self.stats: ReceiverStats = stats if stats is not None else ReceiverStats()
         self._router = Router()
         self._error_hooks: list[ErrorHook] = []
-        key = dedup_key or default_key
-        claims: StoreClaims | AsyncStoreClaims | None = None
+        claims: Claims | AsyncClaims | None = journal
         if dedup is not None:
             claims = (
-                AsyncStoreClaims(dedup, key)  # type: ignore[arg-type]
+                AsyncStoreClaims(dedup)  # type: ignore[arg-type]
                 if is_async_store(dedup)
-                else StoreClaims(dedup, key)
+                else StoreClaims(dedup)
             )
-        self._reporter = Reporter(self.stats, self._secrets.fingerprints, slow_handling)
+        self._reporter = Reporter(
+            self.stats,
+            self._secrets.fingerprints,
+            slow_handling,
+            rejections=journal.note_rejection if journal is not None else None,
+        )
         self._workers = Workers(max_threads)
         self._pipeline = Pipeline(
             self._reporter,
             self._workers,
             claims,
             self._error_hooks,
+            dedup_key or default_key,
             deadline if claims is not None else None,
             dedup_fail_open,
+            on_capture=acknowledge == "on_capture",
         )
         self.deadline = deadline
         self.dedup_fail_open = dedup_fail_open
@@ -281,17 +352,13 @@ class WebhookReceiver:
 
         Raises:
             ConfigurationError: if no pattern is given, a pattern is not a string,
-                or the decorator is used without parentheses.
+                or ``@receiver.on`` is written without parentheses.
+
+        Warns:
+            RegistrationWarning: for an event name, filter field or filter value that
+                no documented Census payload carries (with the closest one).
         """
-        patterns_t = tuple(patterns)
-        if len(patterns_t) == 1 and callable(patterns_t[0]):
-            name = getattr(patterns_t[0], "__name__", "the handler")
-            raise ConfigurationError(
-                f"@receiver.on needs the event names in parentheses: write "
-                f"@receiver.on('sync.failed') (or on('*') for every event) above {name}"
-            )
-        if not patterns_t:
-            raise ConfigurationError("name at least one event, e.g. on('sync.failed') or on('*')")
+        patterns_t = check_registration(patterns, filters, stacklevel=2)
 
         def register(handler: _H) -> _H:
             self._router.add(handler, patterns_t, filters)
@@ -358,6 +425,11 @@ class WebhookReceiver:
         return self._authenticate(body, signature_from_headers(headers))[0]
 
     def _authenticate(self, body: Body, signature: str | bytes | None) -> tuple[Event, int]:
+        position = self._verify(body, signature)
+        return self._decode(body), position
+
+    def _verify(self, body: Body, signature: str | bytes | None) -> int:
+        """Which secret signed ``body`` (size and signature checked)."""
         if len(body) > self.max_body_size:
             raise PayloadTooLarge(f"the body is larger than {self.max_body_size} bytes")
         claimed = decode_signature(signature)
@@ -366,16 +438,24 @@ class WebhookReceiver:
             raise InvalidSignature(
                 "the X-Signature does not match the body for any configured secret"
             )
+        return position
+
+    def _decode(self, body: Body) -> Event:
+        """The event of a verified body, if its payload and workspace are acceptable."""
         event = parse_event(body)
         allowed = self.allowed_workspaces
         if allowed is not None and event.workspace_id not in allowed:
             raise WorkspaceNotAllowed(
                 f"workspace {printable(event.workspace_id)} is not one of the allowed workspaces"
             )
-        return event, position
+        return event
 
     def check_request(
-        self, method: str, content_length: str | bytes | None = None
+        self,
+        method: str,
+        content_length: str | bytes | None = None,
+        *,
+        remote: str | None = None,
     ) -> Outcome | None:
         """Refuse a request from its method and declared length, before reading the body.
 
@@ -386,12 +466,15 @@ class WebhookReceiver:
         Args:
             method: the HTTP method.
             content_length: the Content-Length header value, if any.
+            remote: the client's address, for the journal's rejection log.
 
         Returns:
             The 405 or 413 answer, or ``None`` when the request may proceed.
         """
         if method != "POST":
-            return self.reject(MethodNotAllowed("use POST to deliver Census webhooks"))
+            return self.reject(
+                MethodNotAllowed("use POST to deliver Census webhooks"), remote=remote
+            )
         if content_length:
             try:
                 declared = int(content_length)
@@ -399,21 +482,32 @@ class WebhookReceiver:
                 return None
             if declared > self.max_body_size:
                 return self.reject(
-                    PayloadTooLarge(f"the body is larger than {self.max_body_size} bytes")
+                    PayloadTooLarge(f"the body is larger than {self.max_body_size} bytes"),
+                    remote=remote,
+                    size=declared,
                 )
         return None
 
-    def reject(self, error: RequestRejected, *, started: float | None = None) -> Outcome:
+    def reject(
+        self,
+        error: RequestRejected,
+        *,
+        started: float | None = None,
+        remote: str | None = None,
+        size: int = 0,
+    ) -> Outcome:
         """Turn a refusal into its answer, logging and counting it.
 
         Args:
             error: why the delivery is refused.
             started: ``perf_counter()`` when handling began, for the timing.
+            remote: the client's address, for the journal's rejection log.
+            size: the body's size, likewise.
 
         Returns:
             The answer: ``error.status_code`` with ``{"error": str(error)}``.
         """
-        return self._reporter.reject(error, started)
+        return self._reporter.reject(error, started, remote=remote, size=size)
 
     def triage(
         self,
@@ -422,6 +516,7 @@ class WebhookReceiver:
         *,
         signature: str | bytes | None = None,
         endpoint: Callable[[Event], object] | None = None,
+        remote: str | None = None,
     ) -> Outcome | VerifiedDelivery:
         """Check a delivery and find what it runs, without running anything.
 
@@ -432,20 +527,38 @@ class WebhookReceiver:
                 value themselves; used when ``headers`` is ``None``.
             endpoint: an extra callable run after the handlers, as part of
                 handling (a Flask view); what it returns is ``Outcome.result``.
+            remote: the client's address, for the journal's rejection log.
 
         Returns:
             The final ``Outcome`` (a refusal, or 200 ``ignored`` when nothing is
             to run), or the ``VerifiedDelivery`` to ``run()`` or ``run_async()``.
+            With a journal, every verified delivery is a ``VerifiedDelivery``, so
+            that running it records it, a refused payload's body included.
         """
         started = perf_counter()
+        position = -1
         try:
             if headers is not None:
                 signature = signature_from_headers(headers)
-            event, position = self._authenticate(body, signature)
+            position = self._verify(body, signature)
+            event = self._decode(body)
         except RequestRejected as exc:
-            return self._reporter.reject(exc, started)
+            outcome = self._reporter.reject(exc, started, remote=remote, size=len(body))
+            if position < 0 or self.journal is None or not isinstance(exc, MalformedPayload):
+                return outcome
+            # Verified, but its payload refused: the journal keeps the body.
+            return VerifiedDelivery(
+                self._pipeline,
+                body,
+                _labels_of(body),
+                position,
+                (),
+                None,
+                started,
+                refusal=outcome,
+            )
         routes = self._router.handlers_for(event)
-        if not routes and endpoint is None:
+        if not routes and endpoint is None and self.journal is None:
             return self._reporter.finish(IGNORED, event, started, position)
         return VerifiedDelivery(self._pipeline, body, event, position, routes, endpoint, started)
 
@@ -481,6 +594,80 @@ class WebhookReceiver:
         """
         triaged = self.triage(body, headers, endpoint=endpoint)
         return triaged if isinstance(triaged, Outcome) else await triaged.run_async()
+
+    # -- the journal: replay and workers ------------------------------------------------
+
+    def _journal(self, what: str) -> Journal:
+        if self.journal is None:
+            raise ConfigurationError(
+                f"{what} needs a journal: build the receiver with journal=SQLiteJournal(path)"
+            )
+        return self.journal
+
+    def replay(self, delivery_id: int, *, force: bool = False) -> Outcome:
+        """Run the handlers of a recorded delivery again, on this thread.
+
+        Args:
+            delivery_id: its id in the journal (``journal.deliveries()``).
+            force: run it even if it was handled (or ignored, or dropped) before.
+
+        Returns:
+            Its answer: 200 ``ok`` when the handlers succeeded, 500 when one failed
+            (recorded as ``failed``), 200 ``duplicate`` for a delivery done before
+            (without ``force``), 409 while it runs elsewhere.
+
+        Raises:
+            KeyError: if the journal has no such delivery.
+            ConfigurationError: without a journal.
+            JournalUnavailable: when the journal's database fails.
+        """
+        journal = self._journal("replay")
+        record, claim = journal.claim_for_replay(delivery_id, force=force)
+        if claim is None:
+            event = _labels_of(record.body)
+            done = record.status in ("handled", "ignored", "dropped")
+            return self._reporter.finish(
+                DUPLICATE if done else IN_PROGRESS, event, perf_counter(), -1
+            )
+        return self._run_recorded(journal, record.body, claim)
+
+    def run_pending(self, limit: int = 100) -> int:
+        """Run the deliveries that are due, once: captured ones, retries, abandoned runs.
+
+        Due are deliveries captured on arrival (``acknowledge="on_capture"``),
+        failed tries whose backoff has passed, and runs whose worker died (their
+        lease expired). Each runs on this thread; a failure is retried later with
+        backoff, up to the journal's ``max_tries``, then kept as ``failed``.
+
+        Args:
+            limit: at most this many.
+
+        Returns:
+            How many ran.
+
+        Raises:
+            ConfigurationError: without a journal.
+            JournalUnavailable: when the journal's database fails.
+        """
+        journal = self._journal("run_pending")
+        taken = journal.take_due(limit)
+        for record, claim in taken:
+            self._run_recorded(journal, record.body, claim)
+        return len(taken)
+
+    def _run_recorded(self, journal: Journal, body: bytes, claim: JournalClaim) -> Outcome:
+        started = perf_counter()
+        try:
+            event = parse_event(body)
+        except MalformedPayload as exc:  # still refused: it stays so
+            outcome = self._reporter.reject(exc, started)
+            journal.settle(claim, None, outcome, exc)
+            return outcome
+        routes = self._router.handlers_for(event)
+        delivery = VerifiedDelivery(
+            self._pipeline, body, event, -1, routes, None, started, claim=claim
+        )
+        return delivery.run()
 
     # -- resources ---------------------------------------------------------------------
 

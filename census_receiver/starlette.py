@@ -67,7 +67,9 @@ class CensusWebhookMiddleware:
                 signatures += 1
             elif name == b"content-length":
                 length = value
-        outcome = receiver.check_request(scope["method"], length)
+        # The client's address, for the journal's log of refused requests.
+        remote = _client(scope) if receiver.journal is not None else None
+        outcome = receiver.check_request(scope["method"], length, remote=remote)
         if outcome is None:
             first = await receive()
             if first["type"] == "http.request" and not first.get("more_body", False):
@@ -77,18 +79,25 @@ class CensusWebhookMiddleware:
             if body is None:  # the client left: nobody to answer, nothing to handle
                 return
             if signatures == 1:
-                triaged = receiver.triage(body, signature=signature)
+                triaged = receiver.triage(body, signature=signature, remote=remote)
             else:
-                triaged = receiver.triage(body, headers)
+                triaged = receiver.triage(body, headers, remote=remote)
             outcome = triaged if isinstance(triaged, Outcome) else await triaged.run_async()
+        answer = outcome.answer
+        # A fresh list every time: servers and outer middleware may change it.
         await send(
             {
                 "type": "http.response.start",
-                "status": outcome.status,
-                "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers],
+                "status": answer.status,
+                "headers": list(answer.raw_headers),
             }
         )
-        await send({"type": "http.response.body", "body": outcome.body})
+        await send({"type": "http.response.body", "body": answer.body})
+
+
+def _client(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
 
 
 def _route_path(scope: Scope) -> str:

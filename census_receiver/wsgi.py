@@ -85,12 +85,18 @@ def read_environ(receiver: WebhookReceiver, environ: WSGIEnvironment) -> bytes |
         413, or 400 when the client left before sending its whole body (answered
         like any other refusal, for whoever still listens).
     """
-    outcome = receiver.check_request(environ["REQUEST_METHOD"], environ.get("CONTENT_LENGTH"))
+    # The client's address, for the journal's log of refused requests.
+    remote = environ.get("REMOTE_ADDR") if receiver.journal is not None else None
+    outcome = receiver.check_request(
+        environ["REQUEST_METHOD"], environ.get("CONTENT_LENGTH"), remote=remote
+    )
     if outcome is not None:
         return outcome
     body = read_wsgi_body(environ, receiver.max_body_size)
     if body is None:
-        return receiver.reject(IncompleteBody("the client sent less than its Content-Length"))
+        return receiver.reject(
+            IncompleteBody("the client sent less than its Content-Length"), remote=remote
+        )
     return body
 
 
@@ -114,10 +120,12 @@ def run_environ(
     signature = environ.get("HTTP_X_SIGNATURE")
     # Servers fold a repeated header into one comma-joined value, which the
     # general path splits and refuses; a single value goes straight in.
+    remote = environ.get("REMOTE_ADDR") if receiver.journal is not None else None
     if type(signature) is str and "," not in signature:
-        triaged = receiver.triage(body, signature=signature, endpoint=endpoint)
+        triaged = receiver.triage(body, signature=signature, endpoint=endpoint, remote=remote)
     else:
-        triaged = receiver.triage(body, EnvironHeaders(environ), endpoint=endpoint)
+        headers = EnvironHeaders(environ)
+        triaged = receiver.triage(body, headers, endpoint=endpoint, remote=remote)
     return triaged if isinstance(triaged, Outcome) else triaged.run()
 
 

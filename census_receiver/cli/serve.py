@@ -27,7 +27,7 @@ import threading
 from typing import TYPE_CHECKING, NoReturn
 
 from .. import __version__
-from ..answers import Outcome, answer
+from ..answers import Answer, Outcome, answer
 from ..bodies import read_asgi_body
 from ..dedup import InMemoryDedupStore
 from ..receiver import (
@@ -183,15 +183,16 @@ class ServeApp:
         await _send_outcome(send, outcome)
 
 
-async def _send_outcome(send: Send, outcome: Outcome) -> None:
+async def _send_outcome(send: Send, outcome: Outcome | Answer) -> None:
+    answer = outcome.answer if isinstance(outcome, Outcome) else outcome
     await send(
         {
             "type": "http.response.start",
-            "status": outcome.status,
-            "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers],
+            "status": answer.status,
+            "headers": list(answer.raw_headers),
         }
     )
-    await send({"type": "http.response.body", "body": outcome.body})
+    await send({"type": "http.response.body", "body": answer.body})
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -1,0 +1,763 @@
+"""What every journal backend shares: the claim protocol, recording, reading, pruning, in SQL.
+
+The backends (``SQLiteJournal``, ``PostgresJournal``) only open connections and
+run a transaction; the statements here are written once in the SQL both
+understand (``INSERT ... ON CONFLICT``, ``RETURNING``), with ``?`` placeholders
+that a backend may rewrite. A journal is the receiver's dedup store: the same
+claim / lease / complete-or-release protocol as ``census_receiver.dedup``, keyed
+by the same delivery identity, and it records each verified delivery's body,
+attempts, status and, for failures, the handler's exception. It is the
+``Claims`` of ``census_receiver.delivery``.
+
+Claims, as stored: a delivery being run holds ``lease_token`` until
+``lease_until``. A Census retry finds it done (a duplicate), running under a
+live lease (409), or claimable (failed, refused, or a lease that expired with
+its holder) and runs it again. Workers take ``pending`` deliveries (captured in
+acknowledge-on-capture mode, or failed and due for another try) the same way.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import secrets
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..answers import JOURNAL_UNAVAILABLE, Answer, Outcome
+from ..dedup import Claim, ClaimState
+from ..errors import ConfigurationError, DedupUnavailable, shown_value
+from .records import (
+    DONE_STATUSES,
+    Attempt,
+    DeliveryRecord,
+    HandlerError,
+    Rejection,
+    from_timestamp,
+)
+
+if TYPE_CHECKING:
+    from ..delivery import VerifiedDelivery
+
+__all__ = [
+    "DEFAULT_BACKOFF",
+    "DEFAULT_LEASE",
+    "DEFAULT_MAX_TRIES",
+    "DEFAULT_RETENTION",
+    "Journal",
+    "JournalClaim",
+    "JournalUnavailable",
+]
+
+#: Seconds a run holds its delivery before another worker or retry may take it over.
+DEFAULT_LEASE = 60.0
+#: Records older than this (seconds) are pruned: 30 days.
+DEFAULT_RETENTION = 30 * 86400.0
+#: Tries a worker makes before a captured delivery ends ``failed``.
+DEFAULT_MAX_TRIES = 8
+#: Seconds before a worker's first retry; doubled after each further failure.
+DEFAULT_BACKOFF = 10.0
+#: Refusals kept in the rejection log, newest first.
+REJECTIONS_KEPT = 1000
+
+
+#: The tables and indexes, with column types named for each backend to fill in.
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS census_deliveries (
+        id {id},
+        key TEXT NOT NULL UNIQUE,
+        event TEXT NOT NULL,
+        workspace_id {bigint},
+        sync_id {bigint},
+        sync_run_id {bigint},
+        alert_instance_id {bigint},
+        body {bytes} NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        tries INTEGER NOT NULL,
+        received_at {time} NOT NULL,
+        updated_at {time} NOT NULL,
+        lease_token TEXT,
+        lease_until {time},
+        next_attempt_at {time},
+        answer_status INTEGER,
+        answer_reason TEXT,
+        error_type TEXT,
+        error_message TEXT,
+        error_traceback TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS census_deliveries_due "
+    "ON census_deliveries (status, next_attempt_at)",
+    "CREATE INDEX IF NOT EXISTS census_deliveries_sync ON census_deliveries (sync_id, id)",
+    "CREATE INDEX IF NOT EXISTS census_deliveries_run ON census_deliveries (sync_run_id)",
+    "CREATE INDEX IF NOT EXISTS census_deliveries_event ON census_deliveries (event, id)",
+    "CREATE INDEX IF NOT EXISTS census_deliveries_updated ON census_deliveries (updated_at)",
+    """CREATE TABLE IF NOT EXISTS census_attempts (
+        id {id},
+        delivery_id {bigint} NOT NULL,
+        at {time} NOT NULL,
+        kind TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        reason TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS census_attempts_delivery ON census_attempts (delivery_id)",
+    """CREATE TABLE IF NOT EXISTS census_rejections (
+        id {id},
+        at {time} NOT NULL,
+        status INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        remote TEXT,
+        size INTEGER NOT NULL
+    )""",
+)
+
+
+class JournalUnavailable(DedupUnavailable):
+    """The journal's database cannot be reached, is locked or is full (answered 503)."""
+
+
+@dataclass(frozen=True, slots=True)
+class JournalClaim(Claim):
+    """A claim on a recorded delivery: its id, and who runs it (census, worker, replay)."""
+
+    id: int = 0
+    kind: str = "census"
+
+
+_STATUS_OF_REASON = {
+    "malformed_payload": "refused",
+    "handled": "handled",
+    "ignored": "ignored",
+    "dropped": "dropped",
+    "handler_error": "failed",
+    "deadline": "failed",
+}
+
+_DELIVERY_COLUMNS = (
+    "id, key, event, workspace_id, sync_id, sync_run_id, alert_instance_id, body, status, "
+    "attempts, tries, received_at, updated_at, answer_status, answer_reason, error_type, "
+    "error_message, error_traceback, next_attempt_at"
+)
+
+
+def _check_seconds(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigurationError(
+            f"{name} must be a positive number of seconds, not {shown_value(value)}"
+        )
+
+
+class Journal:
+    """The SQL and logic every journal backend shares; see the module docstring.
+
+    Args:
+        lease: seconds a run holds its delivery (a crashed holder's claim expires then).
+        retention: seconds records are kept before ``prune`` removes them.
+        max_tries: tries a worker makes of a captured delivery before it ends ``failed``.
+        backoff: seconds before a worker's first retry, doubled after each failure.
+        clock: the wall clock, as epoch seconds (tests may pass their own).
+
+    Raises:
+        ConfigurationError: for a non-positive duration or ``max_tries``.
+    """
+
+    #: Its calls wait on a database: ``run_async`` makes them in a worker thread.
+    blocking = True
+    #: Its calls give up after the backend's timeout, so ``run`` makes them in place.
+    bounded = True
+    #: The answer when the database cannot be reached.
+    unavailable: Answer = JOURNAL_UNAVAILABLE
+    #: The backend's errors that mean "unavailable" (set by each backend).
+    errors: ClassVar[tuple[type[Exception], ...]] = ()
+    #: The backend's column types for the names used in ``SCHEMA``.
+    column_types: ClassVar[dict[str, str]] = {}
+    #: What a worker's pick of due rows adds to lock them (PostgreSQL: skip locked rows).
+    take_due_lock: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        *,
+        lease: float = DEFAULT_LEASE,
+        retention: float = DEFAULT_RETENTION,
+        max_tries: int = DEFAULT_MAX_TRIES,
+        backoff: float = DEFAULT_BACKOFF,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        _check_seconds("lease", lease)
+        _check_seconds("retention", retention)
+        _check_seconds("backoff", backoff)
+        if isinstance(max_tries, bool) or not isinstance(max_tries, int) or max_tries < 1:
+            raise ConfigurationError(f"max_tries must be 1 or more, not {shown_value(max_tries)}")
+        self.lease = lease
+        self.retention = retention
+        self.max_tries = max_tries
+        self.backoff = backoff
+        self.clock = clock
+        self._rejections: collections.deque[tuple[float, int, str, str | None, int]] = (
+            collections.deque(maxlen=REJECTIONS_KEPT)
+        )
+        self._rejections_lock = threading.Lock()
+
+    # -- the backend's part -------------------------------------------------------------
+
+    def _connect(self, *, write: bool = True) -> contextlib.AbstractContextManager[Any]:
+        """A context giving a cursor inside one transaction, committed on exit."""
+        raise NotImplementedError
+
+    def _sql(self, statement: str) -> str:
+        """``statement`` in the backend's placeholder style."""
+        return statement
+
+    def close(self) -> None:
+        """Close the journal's connections."""
+
+    @contextlib.contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[Any]:
+        """One transaction: a cursor whose ``execute(sql, params)`` takes ``?`` placeholders.
+
+        Args:
+            write: whether it writes (a read-only one takes no write lock).
+
+        Raises:
+            JournalUnavailable: when the database is unreachable, locked or full.
+        """
+        try:
+            with self._connect(write=write) as cursor:
+                yield _Cursor(cursor, self._sql)
+        except self.errors as exc:
+            raise JournalUnavailable(
+                f"the journal's database failed ({type(exc).__name__}: {_first_line(exc)})"
+            ) from None
+
+    def create_tables(self) -> None:
+        """Create the journal's tables and indexes if they do not exist yet."""
+        with self.transaction() as cur:
+            for statement in SCHEMA:
+                cur.execute(statement.format(**self.column_types), ())
+
+    # -- the claim protocol (census_receiver.delivery.Claims) ---------------------------
+
+    def claim(self, delivery: VerifiedDelivery) -> JournalClaim:
+        """Record a Census attempt of ``delivery`` and claim it unless done or running.
+
+        Returns:
+            ``CLAIMED`` (run it now), ``DONE`` (a duplicate) or ``IN_PROGRESS``.
+
+        Raises:
+            JournalUnavailable: when the database fails.
+        """
+        now = self.clock()
+        token = secrets.token_hex(16)
+        key = delivery.key()
+        with self.transaction() as cur:
+            self._flush_rejections(cur)
+            row = cur.execute(
+                _INSERT_RUNNING,
+                (*_identity(delivery, key), "running", 1, 1, now, now, token, now + self.lease),
+            ).fetchone()
+            if row is not None:
+                return JournalClaim(key, ClaimState.CLAIMED, token, int(row[0]))
+            row = cur.execute(
+                _RECLAIM, (now, now, now, now, token, now, now + self.lease, key)
+            ).fetchone()
+            delivery_id, status, holder = int(row[0]), str(row[1]), row[2]
+            if holder == token:
+                return JournalClaim(key, ClaimState.CLAIMED, token, delivery_id)
+            done = status in DONE_STATUSES or status == "pending"
+            state = ClaimState.DONE if done else ClaimState.IN_PROGRESS
+            cur.execute(
+                _INSERT_ATTEMPT,
+                (
+                    delivery_id,
+                    now,
+                    "census",
+                    200 if done else 409,
+                    "duplicate" if done else "in_progress",
+                ),
+            )
+            return JournalClaim(key, state, "", delivery_id)
+
+    def capture(self, delivery: VerifiedDelivery) -> JournalClaim:
+        """Record ``delivery`` as ``pending`` for a worker (acknowledge on capture).
+
+        Returns:
+            ``CLAIMED`` when newly captured; ``DONE`` when it was known already.
+
+        Raises:
+            JournalUnavailable: when the database fails.
+        """
+        now = self.clock()
+        key = delivery.key()
+        with self.transaction() as cur:
+            self._flush_rejections(cur)
+            row = cur.execute(
+                _INSERT_PENDING,
+                (*_identity(delivery, key), "pending", 1, 0, now, now, now),
+            ).fetchone()
+            if row is not None:
+                cur.execute(_INSERT_ATTEMPT, (int(row[0]), now, "census", 200, "accepted"))
+                return JournalClaim(key, ClaimState.CLAIMED, "", int(row[0]))
+            row = cur.execute(_COUNT_ATTEMPT, (now, key)).fetchone()
+            cur.execute(_INSERT_ATTEMPT, (int(row[0]), now, "census", 200, "duplicate"))
+            return JournalClaim(key, ClaimState.DONE, "", int(row[0]))
+
+    def settle(
+        self,
+        claim: Claim,
+        delivery: VerifiedDelivery | None,
+        outcome: Outcome | None,
+        error: BaseException | None,
+    ) -> None:
+        """Record how a claimed run ended, if the claim is still held.
+
+        A worker's failed try goes back to ``pending`` with a later
+        ``next_attempt_at`` until ``max_tries``; any other failure ends ``failed``
+        (Census's retry, or a replay, runs it again).
+
+        Raises:
+            JournalUnavailable: when the database fails.
+        """
+        if not isinstance(claim, JournalClaim):
+            raise TypeError("settle takes a claim made by this journal")
+        now = self.clock()
+        reason = outcome.reason if outcome is not None else "interrupted"
+        status = _STATUS_OF_REASON.get(reason, "failed")
+        answer = outcome.status if outcome is not None else 503
+        next_at = None
+        with self.transaction() as cur:
+            if status == "failed" and claim.kind == "worker":
+                (tries,) = cur.execute(_TRIES, (claim.id,)).fetchone()
+                if int(tries) < self.max_tries:
+                    status = "pending"
+                    next_at = now + self.backoff * 2 ** (int(tries) - 1)
+            failure = _failure(error) if status in ("failed", "pending", "dropped") else None
+            changed = cur.execute(
+                _SETTLE,
+                (
+                    status,
+                    now,
+                    answer,
+                    reason,
+                    *(failure or (None, None, None)),
+                    next_at,
+                    claim.id,
+                    claim.token,
+                ),
+            ).rowcount
+            if changed:
+                cur.execute(_INSERT_ATTEMPT, (claim.id, now, claim.kind, answer, reason))
+
+    def refuse(self, delivery: VerifiedDelivery, outcome: Outcome) -> None:
+        """Keep a verified body whose payload was refused (400), as ``refused``.
+
+        If Census changes a payload's shape, the deliveries refused meanwhile can
+        be replayed after an upgrade.
+
+        Raises:
+            JournalUnavailable: when the database fails.
+        """
+        now = self.clock()
+        key = delivery.key()
+        with self.transaction() as cur:
+            self._flush_rejections(cur)
+            row = cur.execute(
+                _INSERT_REFUSED,
+                (
+                    *_identity(delivery, key),
+                    "refused",
+                    1,
+                    0,
+                    now,
+                    now,
+                    outcome.status,
+                    outcome.reason,
+                ),
+            ).fetchone()
+            if row is None:
+                row = cur.execute(_COUNT_ATTEMPT, (now, key)).fetchone()
+            cur.execute(
+                _INSERT_ATTEMPT, (int(row[0]), now, "census", outcome.status, outcome.reason)
+            )
+
+    # -- the rejection log -------------------------------------------------------------
+
+    def note_rejection(self, status: int, reason: str, remote: str | None, size: int) -> None:
+        """Note a request refused before verification: time, reason, address, size.
+
+        No I/O: the note is kept in memory and written with the journal's next
+        transaction (or by ``rejections()``), so refusing a forged request costs
+        no database write of its own. Its body is never kept.
+        """
+        with self._rejections_lock:
+            self._rejections.append((self.clock(), status, reason, remote, size))
+
+    def _flush_rejections(self, cur: _Cursor) -> None:
+        if not self._rejections:
+            return
+        with self._rejections_lock:
+            notes = list(self._rejections)
+            self._rejections.clear()
+        for note in notes:
+            cur.execute(_INSERT_REJECTION, note)
+
+    def rejections(self, limit: int = 100) -> list[Rejection]:
+        """Recent refusals of unverified requests, newest first.
+
+        Raises:
+            JournalUnavailable: when the database fails.
+        """
+        with self.transaction(write=bool(self._rejections)) as cur:
+            self._flush_rejections(cur)
+            rows = cur.execute(_SELECT_REJECTIONS, (limit,)).fetchall()
+        return [
+            Rejection(from_timestamp(at), int(status), reason, remote, int(size))  # type: ignore[arg-type]
+            for at, status, reason, remote, size in rows
+        ]
+
+    # -- workers and replay ------------------------------------------------------------
+
+    def take_due(self, limit: int = 10) -> list[tuple[DeliveryRecord, JournalClaim]]:
+        """Claim up to ``limit`` deliveries a worker should run now.
+
+        Due are ``pending`` deliveries whose ``next_attempt_at`` has come, and
+        ``running`` ones whose lease expired (their holder died mid-handler).
+
+        Raises:
+            JournalUnavailable: when the database fails.
+        """
+        now = self.clock()
+        token = secrets.token_hex(16)
+        with self.transaction() as cur:
+            self._flush_rejections(cur)
+            rows = cur.execute(
+                _TAKE_DUE.replace("{lock}", self.take_due_lock),
+                (token, now + self.lease, now, now, now, limit, now, now),
+            ).fetchall()
+        taken = [_record(row) for row in rows]
+        taken.sort(key=lambda r: r.id)
+        return [(r, JournalClaim(r.key, ClaimState.CLAIMED, token, r.id, "worker")) for r in taken]
+
+    def claim_for_replay(
+        self, delivery_id: int, *, force: bool = False
+    ) -> tuple[DeliveryRecord, JournalClaim | None]:
+        """Claim a recorded delivery to run its handlers again.
+
+        Args:
+            delivery_id: the record's id.
+            force: run it even if it was handled (or ignored, or dropped) before.
+
+        Returns:
+            The record, and the claim; ``None`` when it is done (without ``force``)
+            or running under a live lease.
+
+        Raises:
+            KeyError: if there is no such delivery.
+            JournalUnavailable: when the database fails.
+        """
+        now = self.clock()
+        token = secrets.token_hex(16)
+        with self.transaction() as cur:
+            row = cur.execute(
+                _CLAIM_FOR_REPLAY,
+                (token, now + self.lease, now, delivery_id, now, 1 if force else 0),
+            ).fetchone()
+            if row is None:
+                row = cur.execute(_SELECT_ONE, (delivery_id,)).fetchone()
+                if row is None:
+                    raise KeyError(delivery_id)
+                return _record(row), None
+        record = _record(row)
+        return record, JournalClaim(record.key, ClaimState.CLAIMED, token, record.id, "replay")
+
+    # -- reading -----------------------------------------------------------------------
+
+    def get(self, delivery_id: int) -> DeliveryRecord | None:
+        """The delivery with this id, with its attempts, or ``None``.
+
+        Raises:
+            JournalUnavailable: when the database fails.
+        """
+        with self.transaction(write=False) as cur:
+            row = cur.execute(_SELECT_ONE, (delivery_id,)).fetchone()
+            if row is None:
+                return None
+            history = cur.execute(_SELECT_ATTEMPTS, (delivery_id,)).fetchall()
+        record = _record(row)
+        attempts = tuple(
+            Attempt(from_timestamp(at), kind, int(status), reason)  # type: ignore[arg-type]
+            for at, kind, status, reason in history
+        )
+        return _replace_history(record, attempts)
+
+    def deliveries(
+        self,
+        *,
+        status: str | None = None,
+        event: str | None = None,
+        sync_id: int | None = None,
+        sync_run_id: int | None = None,
+        before: int | None = None,
+        limit: int = 100,
+    ) -> list[DeliveryRecord]:
+        """Recorded deliveries, newest first, optionally filtered.
+
+        Args:
+            status: only this status.
+            event: only this event name.
+            sync_id: only this sync.
+            sync_run_id: only this sync run.
+            before: only ids below this one (the next page after a page's last id).
+            limit: at most this many.
+
+        Returns:
+            The records (without their attempt history).
+
+        Raises:
+            JournalUnavailable: when the database fails.
+        """
+        where, params = [], []
+        for column, value in (
+            ("status", status),
+            ("event", event),
+            ("sync_id", sync_id),
+            ("sync_run_id", sync_run_id),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if before is not None:
+            where.append("id < ?")
+            params.append(before)
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        # Column names from the fixed list above; every value is a parameter.
+        sql = f"SELECT {_DELIVERY_COLUMNS} FROM census_deliveries {clause}ORDER BY id DESC LIMIT ?"
+        with self.transaction(write=False) as cur:
+            rows = cur.execute(sql, (*params, limit)).fetchall()
+        return [_record(row) for row in rows]
+
+    def counts(self) -> dict[str, int]:
+        """How many deliveries have each status.
+
+        Raises:
+            JournalUnavailable: when the database fails.
+        """
+        with self.transaction(write=False) as cur:
+            rows = cur.execute(_COUNT_STATUSES, ()).fetchall()
+        return {str(status): int(n) for status, n in rows}
+
+    # -- retention ---------------------------------------------------------------------
+
+    def prune(self, *, older_than: float | None = None) -> int:
+        """Remove settled records (and rejections) not updated for ``retention`` seconds.
+
+        Deliveries still ``pending`` or ``running`` are kept whatever their age.
+
+        Args:
+            older_than: seconds, instead of the journal's ``retention``.
+
+        Returns:
+            How many deliveries were removed.
+
+        Raises:
+            JournalUnavailable: when the database fails.
+        """
+        cutoff = self.clock() - (self.retention if older_than is None else older_than)
+        with self.transaction() as cur:
+            self._flush_rejections(cur)
+            removed = cur.execute(_PRUNE_DELIVERIES, (cutoff,)).rowcount
+            cur.execute(_PRUNE_ATTEMPTS, ())
+            cur.execute(_PRUNE_REJECTIONS, (cutoff, REJECTIONS_KEPT))
+        return int(removed)
+
+
+class _Cursor:
+    """A DB-API cursor whose statements use ``?`` placeholders, whatever the backend's."""
+
+    __slots__ = ("_cursor", "_sql")
+
+    def __init__(self, cursor: Any, sql: Callable[[str], str]) -> None:
+        self._cursor = cursor
+        self._sql = sql
+
+    def execute(self, statement: str, params: Sequence[object]) -> Any:
+        self._cursor.execute(self._sql(statement), tuple(params))
+        return self._cursor
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._cursor.rowcount)
+
+
+def _identity(delivery: VerifiedDelivery, key: str) -> tuple[object, ...]:
+    event = delivery.event
+    alert = event.raw.get("alert_instance_id")
+    return (
+        key,
+        event.event,
+        event.workspace_id,
+        event.sync_id,
+        event.sync_run_id,
+        alert if type(alert) is int else None,
+        bytes(delivery.body),
+    )
+
+
+def _failure(error: BaseException | None) -> tuple[str, str, str] | None:
+    if error is None:
+        return None
+    kind = type(error)
+    name = (
+        f"{kind.__module__}.{kind.__qualname__}"
+        if kind.__module__ != "builtins"
+        else kind.__qualname__
+    )
+    text = "".join(traceback.format_exception(error))
+    return name, str(error)[:2000], text[-20_000:]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else ""
+
+
+def _record(row: Sequence[Any]) -> DeliveryRecord:
+    (
+        id_,
+        key,
+        event,
+        workspace,
+        sync,
+        run,
+        alert,
+        body,
+        status,
+        attempts,
+        tries,
+        received,
+        updated,
+        answer_status,
+        answer_reason,
+        error_type,
+        error_message,
+        error_traceback,
+        next_at,
+    ) = row
+    error = (
+        HandlerError(error_type, error_message or "", error_traceback or "")
+        if error_type is not None
+        else None
+    )
+    return DeliveryRecord(
+        id=int(id_),
+        key=key,
+        event=event,
+        workspace_id=workspace,
+        sync_id=sync,
+        sync_run_id=run,
+        alert_instance_id=alert,
+        body=bytes(body),
+        status=status,
+        attempts=int(attempts),
+        tries=int(tries),
+        received_at=from_timestamp(received),  # type: ignore[arg-type]
+        updated_at=from_timestamp(updated),  # type: ignore[arg-type]
+        answer_status=answer_status,
+        answer_reason=answer_reason,
+        error=error,
+        next_attempt_at=from_timestamp(next_at),
+    )
+
+
+def _replace_history(record: DeliveryRecord, history: tuple[Attempt, ...]) -> DeliveryRecord:
+    from dataclasses import replace
+
+    return replace(record, history=history)
+
+
+# -- the statements, in SQL both SQLite (3.35+) and PostgreSQL understand ----------------------
+# (Built from the fixed column lists here, never from input: every value is a parameter.)
+
+_IDENTITY_COLUMNS = (
+    "key, event, workspace_id, sync_id, sync_run_id, alert_instance_id, body, status, "
+    "attempts, tries, received_at, updated_at"
+)
+_INSERT_RUNNING = (
+    f"INSERT INTO census_deliveries ({_IDENTITY_COLUMNS}, lease_token, lease_until) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING RETURNING id"
+)
+_INSERT_PENDING = (
+    f"INSERT INTO census_deliveries ({_IDENTITY_COLUMNS}, next_attempt_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING RETURNING id"
+)
+_INSERT_REFUSED = (
+    f"INSERT INTO census_deliveries ({_IDENTITY_COLUMNS}, answer_status, answer_reason) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING RETURNING id"
+)
+# A Census retry: count it, and take the delivery over when it is claimable.
+_CLAIMABLE = "(status IN ('failed', 'refused') OR (status = 'running' AND lease_until <= ?))"
+_RECLAIM = (
+    "UPDATE census_deliveries SET attempts = attempts + 1, updated_at = ?, "
+    f"status = CASE WHEN {_CLAIMABLE} THEN 'running' ELSE status END, "
+    f"tries = CASE WHEN {_CLAIMABLE} THEN tries + 1 ELSE tries END, "
+    f"lease_token = CASE WHEN {_CLAIMABLE} THEN ? ELSE lease_token END, "
+    f"lease_until = CASE WHEN {_CLAIMABLE} THEN ? ELSE lease_until END "
+    # SET sees the row as it was: the four tests agree, and RETURNING shows the result.
+    "WHERE key = ? RETURNING id, status, lease_token"
+)
+_COUNT_ATTEMPT = (
+    "UPDATE census_deliveries SET attempts = attempts + 1, updated_at = ? "
+    "WHERE key = ? RETURNING id"
+)
+_TRIES = "SELECT tries FROM census_deliveries WHERE id = ?"
+_SETTLE = (
+    "UPDATE census_deliveries SET status = ?, updated_at = ?, answer_status = ?, "
+    "answer_reason = ?, error_type = ?, error_message = ?, error_traceback = ?, "
+    "next_attempt_at = ?, lease_token = NULL, lease_until = NULL "
+    "WHERE id = ? AND lease_token = ?"
+)
+_INSERT_ATTEMPT = (
+    "INSERT INTO census_attempts (delivery_id, at, kind, status, reason) VALUES (?, ?, ?, ?, ?)"
+)
+_SELECT_ATTEMPTS = (
+    "SELECT at, kind, status, reason FROM census_attempts WHERE delivery_id = ? ORDER BY id"
+)
+_SELECT_ONE = f"SELECT {_DELIVERY_COLUMNS} FROM census_deliveries WHERE id = ?"
+_TAKE_DUE = (
+    "UPDATE census_deliveries SET status = 'running', lease_token = ?, lease_until = ?, "
+    "tries = tries + 1, updated_at = ? "
+    "WHERE id IN (SELECT id FROM census_deliveries WHERE "
+    "(status = 'pending' AND next_attempt_at <= ?) OR (status = 'running' AND lease_until <= ?) "
+    "ORDER BY id LIMIT ?{lock}) "
+    # Checked again on the row itself: a concurrent worker may have taken it meanwhile.
+    "AND ((status = 'pending' AND next_attempt_at <= ?) OR "
+    "(status = 'running' AND lease_until <= ?)) "
+    f"RETURNING {_DELIVERY_COLUMNS}"
+)
+_CLAIM_FOR_REPLAY = (
+    "UPDATE census_deliveries SET status = 'running', lease_token = ?, lease_until = ?, "
+    "tries = tries + 1, updated_at = ? "
+    "WHERE id = ? AND (status <> 'running' OR lease_until <= ?) "
+    "AND (? = 1 OR status NOT IN ('handled', 'ignored', 'dropped')) "
+    f"RETURNING {_DELIVERY_COLUMNS}"
+)
+_COUNT_STATUSES = "SELECT status, COUNT(*) FROM census_deliveries GROUP BY status"
+_INSERT_REJECTION = (
+    "INSERT INTO census_rejections (at, status, reason, remote, size) VALUES (?, ?, ?, ?, ?)"
+)
+_SELECT_REJECTIONS = (
+    "SELECT at, status, reason, remote, size FROM census_rejections ORDER BY id DESC LIMIT ?"
+)
+_PRUNE_DELIVERIES = (
+    "DELETE FROM census_deliveries WHERE updated_at < ? AND status NOT IN ('pending', 'running')"
+)
+_PRUNE_ATTEMPTS = (
+    "DELETE FROM census_attempts WHERE delivery_id NOT IN (SELECT id FROM census_deliveries)"
+)
+_PRUNE_REJECTIONS = (
+    "DELETE FROM census_rejections WHERE at < ? OR id <= "
+    "(SELECT COALESCE(MAX(id), 0) FROM census_rejections) - ?"
+)
