@@ -324,7 +324,7 @@ def test_a_run_whose_worker_died_is_taken_over_after_its_lease(
     clock.now += 2
     assert receiver.run_pending() == 1 and len(calls) == 1
     # The dead worker's late settle finds its claim gone and changes nothing.
-    record, claim = taken[0]
+    _, claim = taken[0]
     journal.settle(claim, None, None, RuntimeError("late"))
     assert journal.deliveries()[0].status == "handled"
 
@@ -382,7 +382,7 @@ def test_prune_removes_old_settled_records_and_keeps_pending_ones(
 )
 def test_bad_settings_are_refused(tmp_path: Path, option: str, value: object) -> None:
     with pytest.raises(ConfigurationError, match=option):
-        SQLiteJournal(tmp_path / "j.db", **{option: value})
+        SQLiteJournal(tmp_path / "j.db", **{option: value})  # type: ignore[arg-type]
 
 
 def test_an_in_memory_sqlite_database_is_refused() -> None:
