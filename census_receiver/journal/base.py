@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..answers import JOURNAL_UNAVAILABLE, Answer, Outcome
 from ..dedup import Claim, ClaimState
 from ..errors import ConfigurationError, DedupUnavailable, shown_value
+from . import sql
 from .records import (
     DONE_STATUSES,
     Attempt,
@@ -65,57 +66,6 @@ DEFAULT_BACKOFF = 10.0
 REJECTIONS_KEPT = 1000
 
 
-#: The tables and indexes, with column types named for each backend to fill in.
-SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS census_deliveries (
-        id {id},
-        key TEXT NOT NULL UNIQUE,
-        event TEXT NOT NULL,
-        workspace_id {bigint},
-        sync_id {bigint},
-        sync_run_id {bigint},
-        alert_instance_id {bigint},
-        body {bytes} NOT NULL,
-        status TEXT NOT NULL,
-        attempts INTEGER NOT NULL,
-        tries INTEGER NOT NULL,
-        received_at {time} NOT NULL,
-        updated_at {time} NOT NULL,
-        lease_token TEXT,
-        lease_until {time},
-        next_attempt_at {time},
-        answer_status INTEGER,
-        answer_reason TEXT,
-        error_type TEXT,
-        error_message TEXT,
-        error_traceback TEXT
-    )""",
-    "CREATE INDEX IF NOT EXISTS census_deliveries_due "
-    "ON census_deliveries (status, next_attempt_at)",
-    "CREATE INDEX IF NOT EXISTS census_deliveries_sync ON census_deliveries (sync_id, id)",
-    "CREATE INDEX IF NOT EXISTS census_deliveries_run ON census_deliveries (sync_run_id)",
-    "CREATE INDEX IF NOT EXISTS census_deliveries_event ON census_deliveries (event, id)",
-    "CREATE INDEX IF NOT EXISTS census_deliveries_updated ON census_deliveries (updated_at)",
-    """CREATE TABLE IF NOT EXISTS census_attempts (
-        id {id},
-        delivery_id {bigint} NOT NULL,
-        at {time} NOT NULL,
-        kind TEXT NOT NULL,
-        status INTEGER NOT NULL,
-        reason TEXT NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS census_attempts_delivery ON census_attempts (delivery_id)",
-    """CREATE TABLE IF NOT EXISTS census_rejections (
-        id {id},
-        at {time} NOT NULL,
-        status INTEGER NOT NULL,
-        reason TEXT NOT NULL,
-        remote TEXT,
-        size INTEGER NOT NULL
-    )""",
-)
-
-
 class JournalUnavailable(DedupUnavailable):
     """The journal's database cannot be reached, is locked or is full (answered 503)."""
 
@@ -136,12 +86,6 @@ _STATUS_OF_REASON = {
     "handler_error": "failed",
     "deadline": "failed",
 }
-
-_DELIVERY_COLUMNS = (
-    "id, key, event, workspace_id, sync_id, sync_run_id, alert_instance_id, body, status, "
-    "attempts, tries, received_at, updated_at, answer_status, answer_reason, error_type, "
-    "error_message, error_traceback, next_attempt_at"
-)
 
 
 def _check_seconds(name: str, value: float) -> None:
@@ -236,7 +180,7 @@ class Journal:
     def create_tables(self) -> None:
         """Create the journal's tables and indexes if they do not exist yet."""
         with self.transaction() as cur:
-            for statement in SCHEMA:
+            for statement in sql.SCHEMA:
                 cur.execute(statement.format(**self.column_types), ())
 
     # -- the claim protocol (census_receiver.delivery.Claims) ---------------------------
@@ -256,13 +200,13 @@ class Journal:
         with self.transaction() as cur:
             self._flush_rejections(cur)
             row = cur.execute(
-                _INSERT_RUNNING,
+                sql.INSERT_RUNNING,
                 (*_identity(delivery, key), "running", 1, 1, now, now, token, now + self.lease),
             ).fetchone()
             if row is not None:
                 return JournalClaim(key, ClaimState.CLAIMED, token, int(row[0]))
             row = cur.execute(
-                _RECLAIM, (now, now, now, now, token, now, now + self.lease, key)
+                sql.RECLAIM, (now, now, now, now, token, now, now + self.lease, key)
             ).fetchone()
             delivery_id, status, holder = int(row[0]), str(row[1]), row[2]
             if holder == token:
@@ -270,7 +214,7 @@ class Journal:
             done = status in DONE_STATUSES or status == "pending"
             state = ClaimState.DONE if done else ClaimState.IN_PROGRESS
             cur.execute(
-                _INSERT_ATTEMPT,
+                sql.INSERT_ATTEMPT,
                 (
                     delivery_id,
                     now,
@@ -295,14 +239,14 @@ class Journal:
         with self.transaction() as cur:
             self._flush_rejections(cur)
             row = cur.execute(
-                _INSERT_PENDING,
+                sql.INSERT_PENDING,
                 (*_identity(delivery, key), "pending", 1, 0, now, now, now),
             ).fetchone()
             if row is not None:
-                cur.execute(_INSERT_ATTEMPT, (int(row[0]), now, "census", 200, "accepted"))
+                cur.execute(sql.INSERT_ATTEMPT, (int(row[0]), now, "census", 200, "accepted"))
                 return JournalClaim(key, ClaimState.CLAIMED, "", int(row[0]))
-            row = cur.execute(_COUNT_ATTEMPT, (now, key)).fetchone()
-            cur.execute(_INSERT_ATTEMPT, (int(row[0]), now, "census", 200, "duplicate"))
+            row = cur.execute(sql.COUNT_ATTEMPT, (now, key)).fetchone()
+            cur.execute(sql.INSERT_ATTEMPT, (int(row[0]), now, "census", 200, "duplicate"))
             return JournalClaim(key, ClaimState.DONE, "", int(row[0]))
 
     def settle(
@@ -330,13 +274,13 @@ class Journal:
         next_at = None
         with self.transaction() as cur:
             if status == "failed" and claim.kind == "worker":
-                (tries,) = cur.execute(_TRIES, (claim.id,)).fetchone()
+                (tries,) = cur.execute(sql.TRIES, (claim.id,)).fetchone()
                 if int(tries) < self.max_tries:
                     status = "pending"
                     next_at = now + self.backoff * 2 ** (int(tries) - 1)
             failure = _failure(error) if status in ("failed", "pending", "dropped") else None
             changed = cur.execute(
-                _SETTLE,
+                sql.SETTLE,
                 (
                     status,
                     now,
@@ -349,7 +293,7 @@ class Journal:
                 ),
             ).rowcount
             if changed:
-                cur.execute(_INSERT_ATTEMPT, (claim.id, now, claim.kind, answer, reason))
+                cur.execute(sql.INSERT_ATTEMPT, (claim.id, now, claim.kind, answer, reason))
 
     def refuse(self, delivery: VerifiedDelivery, outcome: Outcome) -> None:
         """Keep a verified body whose payload was refused (400), as ``refused``.
@@ -365,7 +309,7 @@ class Journal:
         with self.transaction() as cur:
             self._flush_rejections(cur)
             row = cur.execute(
-                _INSERT_REFUSED,
+                sql.INSERT_REFUSED,
                 (
                     *_identity(delivery, key),
                     "refused",
@@ -378,9 +322,9 @@ class Journal:
                 ),
             ).fetchone()
             if row is None:
-                row = cur.execute(_COUNT_ATTEMPT, (now, key)).fetchone()
+                row = cur.execute(sql.COUNT_ATTEMPT, (now, key)).fetchone()
             cur.execute(
-                _INSERT_ATTEMPT, (int(row[0]), now, "census", outcome.status, outcome.reason)
+                sql.INSERT_ATTEMPT, (int(row[0]), now, "census", outcome.status, outcome.reason)
             )
 
     # -- the rejection log -------------------------------------------------------------
@@ -402,7 +346,7 @@ class Journal:
             notes = list(self._rejections)
             self._rejections.clear()
         for note in notes:
-            cur.execute(_INSERT_REJECTION, note)
+            cur.execute(sql.INSERT_REJECTION, note)
 
     def rejections(self, limit: int = 100) -> list[Rejection]:
         """Recent refusals of unverified requests, newest first.
@@ -412,7 +356,7 @@ class Journal:
         """
         with self.transaction(write=bool(self._rejections)) as cur:
             self._flush_rejections(cur)
-            rows = cur.execute(_SELECT_REJECTIONS, (limit,)).fetchall()
+            rows = cur.execute(sql.SELECT_REJECTIONS, (limit,)).fetchall()
         return [
             Rejection(from_timestamp(at), int(status), reason, remote, int(size))  # type: ignore[arg-type]
             for at, status, reason, remote, size in rows
@@ -434,7 +378,7 @@ class Journal:
         with self.transaction() as cur:
             self._flush_rejections(cur)
             rows = cur.execute(
-                _TAKE_DUE.replace("{lock}", self.take_due_lock),
+                sql.TAKE_DUE.replace("{lock}", self.take_due_lock),
                 (token, now + self.lease, now, now, now, limit, now, now),
             ).fetchall()
         taken = [_record(row) for row in rows]
@@ -462,11 +406,11 @@ class Journal:
         token = secrets.token_hex(16)
         with self.transaction() as cur:
             row = cur.execute(
-                _CLAIM_FOR_REPLAY,
+                sql.CLAIM_FOR_REPLAY,
                 (token, now + self.lease, now, delivery_id, now, 1 if force else 0),
             ).fetchone()
             if row is None:
-                row = cur.execute(_SELECT_ONE, (delivery_id,)).fetchone()
+                row = cur.execute(sql.SELECT_ONE, (delivery_id,)).fetchone()
                 if row is None:
                     raise KeyError(delivery_id)
                 return _record(row), None
@@ -482,10 +426,10 @@ class Journal:
             JournalUnavailable: when the database fails.
         """
         with self.transaction(write=False) as cur:
-            row = cur.execute(_SELECT_ONE, (delivery_id,)).fetchone()
+            row = cur.execute(sql.SELECT_ONE, (delivery_id,)).fetchone()
             if row is None:
                 return None
-            history = cur.execute(_SELECT_ATTEMPTS, (delivery_id,)).fetchall()
+            history = cur.execute(sql.SELECT_ATTEMPTS, (delivery_id,)).fetchall()
         record = _record(row)
         attempts = tuple(
             Attempt(from_timestamp(at), kind, int(status), reason)  # type: ignore[arg-type]
@@ -501,6 +445,7 @@ class Journal:
         sync_id: int | None = None,
         sync_run_id: int | None = None,
         before: int | None = None,
+        after: int | None = None,
         limit: int = 100,
     ) -> list[DeliveryRecord]:
         """Recorded deliveries, newest first, optionally filtered.
@@ -510,7 +455,8 @@ class Journal:
             event: only this event name.
             sync_id: only this sync.
             sync_run_id: only this sync run.
-            before: only ids below this one (the next page after a page's last id).
+            before: only ids below this one (the page after a page's last id).
+            after: only ids above this one (what arrived since a page's first id).
             limit: at most this many.
 
         Returns:
@@ -520,23 +466,22 @@ class Journal:
             JournalUnavailable: when the database fails.
         """
         where, params = [], []
-        for column, value in (
-            ("status", status),
-            ("event", event),
-            ("sync_id", sync_id),
-            ("sync_run_id", sync_run_id),
+        for condition, value in (
+            ("status = ?", status),
+            ("event = ?", event),
+            ("sync_id = ?", sync_id),
+            ("sync_run_id = ?", sync_run_id),
+            ("id < ?", before),
+            ("id > ?", after),
         ):
             if value is not None:
-                where.append(f"{column} = ?")
+                where.append(condition)
                 params.append(value)
-        if before is not None:
-            where.append("id < ?")
-            params.append(before)
         clause = f"WHERE {' AND '.join(where)} " if where else ""
-        # Column names from the fixed list above; every value is a parameter.
-        sql = f"SELECT {_DELIVERY_COLUMNS} FROM census_deliveries {clause}ORDER BY id DESC LIMIT ?"
+        # Conditions from the fixed list above; every value is a parameter.
+        statement = f"SELECT {sql.DELIVERY_COLUMNS} FROM census_deliveries {clause}"
         with self.transaction(write=False) as cur:
-            rows = cur.execute(sql, (*params, limit)).fetchall()
+            rows = cur.execute(statement + "ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()
         return [_record(row) for row in rows]
 
     def counts(self) -> dict[str, int]:
@@ -546,7 +491,7 @@ class Journal:
             JournalUnavailable: when the database fails.
         """
         with self.transaction(write=False) as cur:
-            rows = cur.execute(_COUNT_STATUSES, ()).fetchall()
+            rows = cur.execute(sql.COUNT_STATUSES, ()).fetchall()
         return {str(status): int(n) for status, n in rows}
 
     # -- retention ---------------------------------------------------------------------
@@ -568,9 +513,9 @@ class Journal:
         cutoff = self.clock() - (self.retention if older_than is None else older_than)
         with self.transaction() as cur:
             self._flush_rejections(cur)
-            removed = cur.execute(_PRUNE_DELIVERIES, (cutoff,)).rowcount
-            cur.execute(_PRUNE_ATTEMPTS, ())
-            cur.execute(_PRUNE_REJECTIONS, (cutoff, REJECTIONS_KEPT))
+            removed = cur.execute(sql.PRUNE_DELIVERIES, (cutoff,)).rowcount
+            cur.execute(sql.PRUNE_ATTEMPTS, ())
+            cur.execute(sql.PRUNE_REJECTIONS, (cutoff, REJECTIONS_KEPT))
         return int(removed)
 
 
@@ -676,88 +621,3 @@ def _replace_history(record: DeliveryRecord, history: tuple[Attempt, ...]) -> De
     from dataclasses import replace
 
     return replace(record, history=history)
-
-
-# -- the statements, in SQL both SQLite (3.35+) and PostgreSQL understand ----------------------
-# (Built from the fixed column lists here, never from input: every value is a parameter.)
-
-_IDENTITY_COLUMNS = (
-    "key, event, workspace_id, sync_id, sync_run_id, alert_instance_id, body, status, "
-    "attempts, tries, received_at, updated_at"
-)
-_INSERT_RUNNING = (
-    f"INSERT INTO census_deliveries ({_IDENTITY_COLUMNS}, lease_token, lease_until) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING RETURNING id"
-)
-_INSERT_PENDING = (
-    f"INSERT INTO census_deliveries ({_IDENTITY_COLUMNS}, next_attempt_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING RETURNING id"
-)
-_INSERT_REFUSED = (
-    f"INSERT INTO census_deliveries ({_IDENTITY_COLUMNS}, answer_status, answer_reason) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING RETURNING id"
-)
-# A Census retry: count it, and take the delivery over when it is claimable.
-_CLAIMABLE = "(status IN ('failed', 'refused') OR (status = 'running' AND lease_until <= ?))"
-_RECLAIM = (
-    "UPDATE census_deliveries SET attempts = attempts + 1, updated_at = ?, "
-    f"status = CASE WHEN {_CLAIMABLE} THEN 'running' ELSE status END, "
-    f"tries = CASE WHEN {_CLAIMABLE} THEN tries + 1 ELSE tries END, "
-    f"lease_token = CASE WHEN {_CLAIMABLE} THEN ? ELSE lease_token END, "
-    f"lease_until = CASE WHEN {_CLAIMABLE} THEN ? ELSE lease_until END "
-    # SET sees the row as it was: the four tests agree, and RETURNING shows the result.
-    "WHERE key = ? RETURNING id, status, lease_token"
-)
-_COUNT_ATTEMPT = (
-    "UPDATE census_deliveries SET attempts = attempts + 1, updated_at = ? "
-    "WHERE key = ? RETURNING id"
-)
-_TRIES = "SELECT tries FROM census_deliveries WHERE id = ?"
-_SETTLE = (
-    "UPDATE census_deliveries SET status = ?, updated_at = ?, answer_status = ?, "
-    "answer_reason = ?, error_type = ?, error_message = ?, error_traceback = ?, "
-    "next_attempt_at = ?, lease_token = NULL, lease_until = NULL "
-    "WHERE id = ? AND lease_token = ?"
-)
-_INSERT_ATTEMPT = (
-    "INSERT INTO census_attempts (delivery_id, at, kind, status, reason) VALUES (?, ?, ?, ?, ?)"
-)
-_SELECT_ATTEMPTS = (
-    "SELECT at, kind, status, reason FROM census_attempts WHERE delivery_id = ? ORDER BY id"
-)
-_SELECT_ONE = f"SELECT {_DELIVERY_COLUMNS} FROM census_deliveries WHERE id = ?"
-_TAKE_DUE = (
-    "UPDATE census_deliveries SET status = 'running', lease_token = ?, lease_until = ?, "
-    "tries = tries + 1, updated_at = ? "
-    "WHERE id IN (SELECT id FROM census_deliveries WHERE "
-    "(status = 'pending' AND next_attempt_at <= ?) OR (status = 'running' AND lease_until <= ?) "
-    "ORDER BY id LIMIT ?{lock}) "
-    # Checked again on the row itself: a concurrent worker may have taken it meanwhile.
-    "AND ((status = 'pending' AND next_attempt_at <= ?) OR "
-    "(status = 'running' AND lease_until <= ?)) "
-    f"RETURNING {_DELIVERY_COLUMNS}"
-)
-_CLAIM_FOR_REPLAY = (
-    "UPDATE census_deliveries SET status = 'running', lease_token = ?, lease_until = ?, "
-    "tries = tries + 1, updated_at = ? "
-    "WHERE id = ? AND (status <> 'running' OR lease_until <= ?) "
-    "AND (? = 1 OR status NOT IN ('handled', 'ignored', 'dropped')) "
-    f"RETURNING {_DELIVERY_COLUMNS}"
-)
-_COUNT_STATUSES = "SELECT status, COUNT(*) FROM census_deliveries GROUP BY status"
-_INSERT_REJECTION = (
-    "INSERT INTO census_rejections (at, status, reason, remote, size) VALUES (?, ?, ?, ?, ?)"
-)
-_SELECT_REJECTIONS = (
-    "SELECT at, status, reason, remote, size FROM census_rejections ORDER BY id DESC LIMIT ?"
-)
-_PRUNE_DELIVERIES = (
-    "DELETE FROM census_deliveries WHERE updated_at < ? AND status NOT IN ('pending', 'running')"
-)
-_PRUNE_ATTEMPTS = (
-    "DELETE FROM census_attempts WHERE delivery_id NOT IN (SELECT id FROM census_deliveries)"
-)
-_PRUNE_REJECTIONS = (
-    "DELETE FROM census_rejections WHERE at < ? OR id <= "
-    "(SELECT COALESCE(MAX(id), 0) FROM census_rejections) - ?"
-)
