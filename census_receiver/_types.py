@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 if TYPE_CHECKING:
     from .events import Event
+    from .runs import RunRecord
 
 __all__ = [
     "ASGIApp",
@@ -17,6 +18,7 @@ __all__ = [
     "Headers",
     "Message",
     "Receive",
+    "RunHook",
     "Scope",
     "Secret",
     "Send",
@@ -41,6 +43,9 @@ Handler: TypeAlias = "Callable[[Event], object]"
 
 #: Called with the exception and the event when a handler fails; may be ``async def``.
 ErrorHook: TypeAlias = "Callable[[BaseException, Event], object]"
+
+#: Called with a sync run (finished, or overdue); may be ``async def``.
+RunHook: TypeAlias = "Callable[[RunRecord], object]"
 
 # ASGI, as in starlette/types.py, so no adapter needs Starlette itself.
 Scope: TypeAlias = MutableMapping[str, Any]

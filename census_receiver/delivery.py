@@ -54,9 +54,10 @@ from .errors import ConfigurationError
 from .routing import describe, is_async_callable
 
 if TYPE_CHECKING:
-    from ._types import Body, ErrorHook
+    from ._types import Body, ErrorHook, RunHook
     from .dedup import AsyncDedupStore, DedupStore, KeyFunction
     from .events import Event
+    from .runs import RunRecord
     from .workers import Job, Workers
 
 __all__ = [
@@ -209,18 +210,29 @@ class Pipeline:
     deadline: float | None = None
     fail_open: bool = False
     on_capture: bool = False
+    #: ``on_run_finished`` hooks (live list): called with a run a delivery finished.
+    run_hooks: list[RunHook] = field(default_factory=list)
     #: Deliveries still running past their deadline, kept alive until they end.
     background: set[asyncio.Future[Outcome]] = field(default_factory=set)
 
 
-class _Endpoint:
-    """An extra callable run after the handlers (a Flask view, a relay); like a Route."""
+class _Call:
+    """A callable run like a handler (a Flask view, a relay, a run hook); like a Route.
+
+    ``handler`` is called with the event; ``is_async`` says whether it returns a
+    coroutine (for a wrapper, that of the function it wraps).
+    """
 
     __slots__ = ("handler", "is_async")
 
-    def __init__(self, fn: Callable[[Event], object]) -> None:
+    def __init__(self, fn: Callable[[Event], object], *, like: object = None) -> None:
         self.handler = fn
-        self.is_async = is_async_callable(fn)
+        self.is_async = is_async_callable(fn if like is None else like)
+
+
+def _run_hook_call(hook: RunHook, run: RunRecord) -> _Call:
+    """``hook(run)``, as a call the drivers make like a handler's."""
+    return _Call(lambda event: hook(run), like=hook)
 
 
 class _Hook:
@@ -244,7 +256,7 @@ class _Settle:
 _CLAIM = object()
 #: The effect that asks the driver to keep a refused delivery's body (a journal's ``refuse``).
 _REFUSE = object()
-#: The other effects: call a handler (a Route or _Endpoint), a hook, or settle.
+#: The other effects: call a handler (a Route or _Call), an error hook, or settle.
 _Effect = object
 
 # How far a delivery got, read when its deadline passes.
@@ -272,7 +284,9 @@ def _steps(d: VerifiedDelivery) -> Generator[_Effect, Any, Outcome]:
         else:
             claim = got
             d.stage = _CLAIMED
-    if not d.routes and d.endpoint is None:  # recorded, with nothing to run
+    # A journal's claim may carry the run this delivery finished: its hooks run too.
+    run: RunRecord | None = getattr(claim, "run", None) if p.run_hooks else None
+    if not d.routes and d.endpoint is None and run is None:  # recorded, nothing to run
         outcome = d.finish(IGNORED)
         if claim is not None:
             yield _Settle(claim, outcome, None)
@@ -286,6 +300,10 @@ def _steps(d: VerifiedDelivery) -> Generator[_Effect, Any, Outcome]:
         if d.endpoint is not None:
             failed = d.endpoint.handler
             result = yield d.endpoint
+        if run is not None:
+            for run_hook in p.run_hooks:
+                failed = run_hook
+                yield _run_hook_call(run_hook, run)
     except Exception as exc:  # noqa: BLE001 - a handler failure: 500 (or 200 dropped)
         template = p.reporter.handler_failed(exc, failed, d.event)
         if template is HANDLER_ERROR:
@@ -354,7 +372,7 @@ class VerifiedDelivery:
         self.event = event
         self.position = position
         self.routes = routes
-        self.endpoint = _Endpoint(endpoint) if endpoint is not None else None
+        self.endpoint = _Call(endpoint) if endpoint is not None else None
         self.started = started
         self.claim = claim
         self.refusal = refusal

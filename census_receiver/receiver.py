@@ -17,13 +17,13 @@ every adapter, ``handle`` and ``handle_async`` use::
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Collection, Iterable, Sequence
+from datetime import timedelta
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .answers import DUPLICATE, IGNORED, IN_PROGRESS, Outcome, Reporter, printable
+from .answers import IGNORED, Outcome, Reporter, printable
 from .dedup import DedupStore, default_key, is_async_store
 from .delivery import (
     AsyncClaims,
@@ -52,7 +52,8 @@ from .workers import Workers
 if TYPE_CHECKING:
     from ._types import Body, ErrorHook, Headers, Secret
     from .dedup import AsyncDedupStore, KeyFunction
-    from .journal.base import Journal, JournalClaim
+    from .journal.base import Journal
+    from .journal.running import JournalRunner
 
 __all__ = [
     "DEFAULT_DEADLINE",
@@ -148,28 +149,19 @@ def _positive(name: str, value: float | None, *, optional: bool = True) -> None:
         raise ConfigurationError(f"{name} must be a positive number, not {shown_value(value)}")
 
 
-def _labels_of(body: Body) -> Event:
-    """A refused payload's event name and ids, where a lenient reading finds them."""
-    try:
-        payload = json.loads(bytes(body))
-    except ValueError:
-        payload = None
-    if not isinstance(payload, dict):
-        return Event("", None, None, None)
-    name = payload.get("event")
-    workspace, sync, run = (
-        value if type(value) is int else None
-        for value in (payload.get(k) for k in ("workspace_id", "sync_id", "sync_run_id"))
-    )
-    return Event(name if isinstance(name, str) else "", workspace, sync, run)
-
-
 def _is_journal(journal: object) -> bool:
-    from .journal.base import (  # only when a journal is given: it loads sqlite3
-        Journal,
-    )
+    # Imported only when a journal is given: the journal package loads sqlite3.
+    from .journal.base import Journal
 
     return isinstance(journal, Journal)
+
+
+def _runner_for(
+    journal: Journal, pipeline: Pipeline, router: Router, reporter: Reporter
+) -> JournalRunner:
+    from .journal.running import JournalRunner
+
+    return JournalRunner(journal, pipeline, router, reporter, [])
 
 
 def _workspaces(allowed: object) -> frozenset[int] | None:
@@ -320,6 +312,11 @@ class WebhookReceiver:
             deadline if claims is not None else None,
             dedup_fail_open,
             on_capture=acknowledge == "on_capture",
+        )
+        self._journal_runner = (
+            _runner_for(journal, self._pipeline, self._router, self._reporter)
+            if journal is not None
+            else None
         )
         self.deadline = deadline
         self.dedup_fail_open = dedup_fail_open
@@ -547,10 +544,12 @@ class WebhookReceiver:
             if position < 0 or self.journal is None or not isinstance(exc, MalformedPayload):
                 return outcome
             # Verified, but its payload refused: the journal keeps the body.
+            from .journal.running import labels_of
+
             return VerifiedDelivery(
                 self._pipeline,
                 body,
-                _labels_of(body),
+                labels_of(bytes(body)),
                 position,
                 (),
                 None,
@@ -595,14 +594,60 @@ class WebhookReceiver:
         triaged = self.triage(body, headers, endpoint=endpoint)
         return triaged if isinstance(triaged, Outcome) else await triaged.run_async()
 
-    # -- the journal: replay and workers ------------------------------------------------
+    # -- the journal: replay, workers, sync runs ---------------------------------------
 
-    def _journal(self, what: str) -> Journal:
-        if self.journal is None:
+    def on_run_finished(self, hook: _E) -> _E:
+        """Register a function called as ``hook(run)`` once per finished sync run.
+
+        ``run`` is the ``RunRecord`` (succeeded or failed). The hook runs once per
+        run across processes and hosts, as part of handling the delivery that
+        finished the run, with the same answer and retry rules as a handler: if
+        it raises, that delivery is answered 500 and Census's retry calls it
+        again. Needs a journal. May be ``async def``.
+
+        Raises:
+            ConfigurationError: if ``hook`` is not callable, or there is no journal.
+        """
+        self._runner("on_run_finished")
+        if not callable(hook):
+            raise ConfigurationError("an on_run_finished hook must be callable")
+        self._pipeline.run_hooks.append(hook)
+        return hook
+
+    def on_run_overdue(self, *, after: timedelta) -> Callable[[_E], _E]:
+        """Register a function called as ``hook(run)`` once per run overdue by ``after``.
+
+        A run is overdue when it was triggered or started and has not finished
+        within ``after``. The worker (``run_pending``, ``census-receiver work``)
+        checks on every pass. Needs a journal. May be ``async def``.
+
+        Args:
+            after: how long a run may take before it counts as overdue.
+
+        Raises:
+            ConfigurationError: if ``after`` is not a positive ``timedelta``, or
+                there is no journal.
+        """
+        runner = self._runner("on_run_overdue")
+        if not isinstance(after, timedelta) or after <= timedelta(0):
+            raise ConfigurationError(
+                "after must be a positive timedelta, e.g. on_run_overdue(after=timedelta(hours=2))"
+            )
+
+        def register(hook: _E) -> _E:
+            if not callable(hook):
+                raise ConfigurationError("an on_run_overdue hook must be callable")
+            runner.overdue_hooks.append((after, hook))
+            return hook
+
+        return register
+
+    def _runner(self, what: str) -> JournalRunner:
+        if self._journal_runner is None:
             raise ConfigurationError(
                 f"{what} needs a journal: build the receiver with journal=SQLiteJournal(path)"
             )
-        return self.journal
+        return self._journal_runner
 
     def replay(self, delivery_id: int, *, force: bool = False) -> Outcome:
         """Run the handlers of a recorded delivery again, on this thread.
@@ -621,53 +666,28 @@ class WebhookReceiver:
             ConfigurationError: without a journal.
             JournalUnavailable: when the journal's database fails.
         """
-        journal = self._journal("replay")
-        record, claim = journal.claim_for_replay(delivery_id, force=force)
-        if claim is None:
-            event = _labels_of(record.body)
-            done = record.status in ("handled", "ignored", "dropped")
-            return self._reporter.finish(
-                DUPLICATE if done else IN_PROGRESS, event, perf_counter(), -1
-            )
-        return self._run_recorded(journal, record.body, claim)
+        return self._runner("replay").replay(delivery_id, force=force)
 
     def run_pending(self, limit: int = 100) -> int:
-        """Run the deliveries that are due, once: captured ones, retries, abandoned runs.
+        """Run what is due, once: captured deliveries, retries, abandoned runs, overdue runs.
 
         Due are deliveries captured on arrival (``acknowledge="on_capture"``),
         failed tries whose backoff has passed, and runs whose worker died (their
         lease expired). Each runs on this thread; a failure is retried later with
-        backoff, up to the journal's ``max_tries``, then kept as ``failed``.
+        backoff, up to the journal's ``max_tries``, then kept as ``failed``. Then
+        the ``on_run_overdue`` hooks are called for runs newly overdue.
 
         Args:
-            limit: at most this many.
+            limit: at most this many deliveries.
 
         Returns:
-            How many ran.
+            How many deliveries ran.
 
         Raises:
             ConfigurationError: without a journal.
             JournalUnavailable: when the journal's database fails.
         """
-        journal = self._journal("run_pending")
-        taken = journal.take_due(limit)
-        for record, claim in taken:
-            self._run_recorded(journal, record.body, claim)
-        return len(taken)
-
-    def _run_recorded(self, journal: Journal, body: bytes, claim: JournalClaim) -> Outcome:
-        started = perf_counter()
-        try:
-            event = parse_event(body)
-        except MalformedPayload as exc:  # still refused: it stays so
-            outcome = self._reporter.reject(exc, started)
-            journal.settle(claim, None, outcome, exc)
-            return outcome
-        routes = self._router.handlers_for(event)
-        delivery = VerifiedDelivery(
-            self._pipeline, body, event, -1, routes, None, started, claim=claim
-        )
-        return delivery.run()
+        return self._runner("run_pending").run_pending(limit)
 
     # -- resources ---------------------------------------------------------------------
 

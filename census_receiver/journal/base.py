@@ -40,9 +40,11 @@ from .records import (
     Rejection,
     from_timestamp,
 )
+from .runlog import RunLog
 
 if TYPE_CHECKING:
     from ..delivery import VerifiedDelivery
+    from ..runs import RunRecord
 
 __all__ = [
     "DEFAULT_BACKOFF",
@@ -72,10 +74,18 @@ class JournalUnavailable(DedupUnavailable):
 
 @dataclass(frozen=True, slots=True)
 class JournalClaim(Claim):
-    """A claim on a recorded delivery: its id, and who runs it (census, worker, replay)."""
+    """A claim on a recorded delivery: its id, who runs it, and a finished run it closes.
+
+    Attributes:
+        id: the delivery's id in the journal.
+        kind: ``"census"``, ``"worker"`` or ``"replay"``.
+        run: the finished run whose ``on_run_finished`` hooks this run of the
+            delivery calls (it holds the run's finish lease), or ``None``.
+    """
 
     id: int = 0
     kind: str = "census"
+    run: RunRecord | None = None
 
 
 _STATUS_OF_REASON = {
@@ -95,7 +105,7 @@ def _check_seconds(name: str, value: float) -> None:
         )
 
 
-class Journal:
+class Journal(RunLog):
     """The SQL and logic every journal backend shares; see the module docstring.
 
     Args:
@@ -204,13 +214,16 @@ class Journal:
                 (*_identity(delivery, key), "running", 1, 1, now, now, token, now + self.lease),
             ).fetchone()
             if row is not None:
-                return JournalClaim(key, ClaimState.CLAIMED, token, int(row[0]))
+                self.note_run(cur, delivery.event, now)
+                run = self._finishing(cur, delivery.event.event, delivery.event.sync_run_id, token)
+                return JournalClaim(key, ClaimState.CLAIMED, token, int(row[0]), run=run)
             row = cur.execute(
                 sql.RECLAIM, (now, now, now, now, token, now, now + self.lease, key)
             ).fetchone()
             delivery_id, status, holder = int(row[0]), str(row[1]), row[2]
             if holder == token:
-                return JournalClaim(key, ClaimState.CLAIMED, token, delivery_id)
+                run = self._finishing(cur, delivery.event.event, delivery.event.sync_run_id, token)
+                return JournalClaim(key, ClaimState.CLAIMED, token, delivery_id, run=run)
             done = status in DONE_STATUSES or status == "pending"
             state = ClaimState.DONE if done else ClaimState.IN_PROGRESS
             cur.execute(
@@ -224,6 +237,14 @@ class Journal:
                 ),
             )
             return JournalClaim(key, state, "", delivery_id)
+
+    def _finishing(
+        self, cur: _Cursor, event: str, sync_run_id: int | None, token: str
+    ) -> RunRecord | None:
+        """The finished run a lifecycle delivery is to close (taking its finish lease)."""
+        if event not in sql.RUN_EVENT_COLUMNS:
+            return None
+        return self.take_finish(cur, sync_run_id, token)
 
     def capture(self, delivery: VerifiedDelivery) -> JournalClaim:
         """Record ``delivery`` as ``pending`` for a worker (acknowledge on capture).
@@ -243,6 +264,7 @@ class Journal:
                 (*_identity(delivery, key), "pending", 1, 0, now, now, now),
             ).fetchone()
             if row is not None:
+                self.note_run(cur, delivery.event, now)
                 cur.execute(sql.INSERT_ATTEMPT, (int(row[0]), now, "census", 200, "accepted"))
                 return JournalClaim(key, ClaimState.CLAIMED, "", int(row[0]))
             row = cur.execute(sql.COUNT_ATTEMPT, (now, key)).fetchone()
@@ -294,6 +316,9 @@ class Journal:
             ).rowcount
             if changed:
                 cur.execute(sql.INSERT_ATTEMPT, (claim.id, now, claim.kind, answer, reason))
+            if claim.run is not None:
+                done = outcome is not None and outcome.ok
+                self.settle_finish(cur, claim.run.sync_run_id, claim.token, done=done)
 
     def refuse(self, delivery: VerifiedDelivery, outcome: Outcome) -> None:
         """Keep a verified body whose payload was refused (400), as ``refused``.
@@ -381,9 +406,21 @@ class Journal:
                 sql.TAKE_DUE.replace("{lock}", self.take_due_lock),
                 (token, now + self.lease, now, now, now, limit, now, now),
             ).fetchall()
-        taken = [_record(row) for row in rows]
-        taken.sort(key=lambda r: r.id)
-        return [(r, JournalClaim(r.key, ClaimState.CLAIMED, token, r.id, "worker")) for r in taken]
+            taken = sorted((_record(row) for row in rows), key=lambda r: r.id)
+            return [
+                (
+                    r,
+                    JournalClaim(
+                        r.key,
+                        ClaimState.CLAIMED,
+                        token,
+                        r.id,
+                        "worker",
+                        self._finishing(cur, r.event, r.sync_run_id, token),
+                    ),
+                )
+                for r in taken
+            ]
 
     def claim_for_replay(
         self, delivery_id: int, *, force: bool = False
@@ -414,8 +451,9 @@ class Journal:
                 if row is None:
                     raise KeyError(delivery_id)
                 return _record(row), None
-        record = _record(row)
-        return record, JournalClaim(record.key, ClaimState.CLAIMED, token, record.id, "replay")
+            record = _record(row)
+            run = self._finishing(cur, record.event, record.sync_run_id, token)
+        return record, JournalClaim(record.key, ClaimState.CLAIMED, token, record.id, "replay", run)
 
     # -- reading -----------------------------------------------------------------------
 
@@ -515,6 +553,8 @@ class Journal:
             self._flush_rejections(cur)
             removed = cur.execute(sql.PRUNE_DELIVERIES, (cutoff,)).rowcount
             cur.execute(sql.PRUNE_ATTEMPTS, ())
+            cur.execute(sql.PRUNE_RUNS, (cutoff,))
+            cur.execute(sql.PRUNE_RUN_ALERTS, ())
             cur.execute(sql.PRUNE_REJECTIONS, (cutoff, REJECTIONS_KEPT))
         return int(removed)
 
