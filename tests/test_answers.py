@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import json
 import logging
 from time import perf_counter
 
@@ -53,23 +54,37 @@ def event() -> Event:
     return parse_event(make_body("sync.failed", workspace_id=1, sync_id=2, sync_run_id=3))
 
 
-# -- Outcome -----------------------------------------------------------------------------------
+# -- Outcome and Answer -----------------------------------------------------------------------
 
 
-def test_outcomes_compare_by_value() -> None:
-    one = Outcome(200, b'{"status": "ok"}', (("content-type", "application/json"),))
-    same = Outcome(200, b'{"status": "ok"}', (("content-type", "application/json"),))
+def test_outcomes_compare_by_value(event: Event) -> None:
+    one = Outcome(answer(200, "status", "ok", "handled"), event)
+    same = Outcome(answer(200, "status", "ok", "handled"), event)
     assert one == same and hash(one) == hash(same)
-    assert one != dataclasses.replace(one, reason="ignored")
-    assert one != dataclasses.replace(one, status=201)
+    assert one != dataclasses.replace(one, answer=answer(200, "status", "ok", "ignored"))
+    assert one != dataclasses.replace(one, result="kept")
+    assert one != dataclasses.replace(one, event=None)
 
 
-def test_outcomes_are_immutable() -> None:
-    outcome = answer(200, "status", "ok", "handled")
+def test_outcomes_and_answers_are_immutable() -> None:
+    outcome = Outcome(HANDLED)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        outcome.status = 500  # type: ignore[misc]
+        outcome.answer = DROPPED  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        HANDLED.status = 500  # type: ignore[misc]
     with pytest.raises((AttributeError, TypeError)):
         outcome.extra = 1  # type: ignore[attr-defined]
+
+
+def test_an_outcome_reads_its_answer() -> None:
+    outcome = Outcome(HANDLER_ERROR)
+    assert (outcome.status, outcome.body, outcome.headers, outcome.reason) == (
+        HANDLER_ERROR.status,
+        HANDLER_ERROR.body,
+        HANDLER_ERROR.headers,
+        "handler_error",
+    )
+    assert (outcome.event, outcome.result) == (None, None)
 
 
 @pytest.mark.parametrize(
@@ -77,12 +92,14 @@ def test_outcomes_are_immutable() -> None:
     [(199, False), (200, True), (204, True), (299, True), (300, False), (401, False)],
 )
 def test_ok_means_2xx(status: int, ok: bool) -> None:
-    assert Outcome(status, b"{}", ()).ok is ok
+    assert Outcome(answer(status, "status", "x", "x")).ok is ok
 
 
 def test_json_decodes_the_body() -> None:
-    assert HANDLED.json() == {"status": "ok"}
-    assert HANDLER_ERROR.json() == {"error": "a handler failed; the delivery can be retried"}
+    assert Outcome(HANDLED).json() == {"status": "ok"}
+    assert Outcome(HANDLER_ERROR).json() == {
+        "error": "a handler failed; the delivery can be retried"
+    }
 
 
 # -- answer() and the templates ---------------------------------------------------------------
@@ -90,26 +107,22 @@ def test_json_decodes_the_body() -> None:
 
 def test_answer_escapes_markup_and_stays_ascii() -> None:
     text = '</script><b>"Tom" & Jerry</b> é\u2028'
-    outcome = answer(400, "error", text, "malformed_payload")
-    assert not any(c in outcome.body for c in b"<>&")
-    assert b"\\u003c/script\\u003e" in outcome.body and b"\\u0026" in outcome.body
-    outcome.body.decode("ascii")
-    assert outcome.json() == {"error": text}
+    built = answer(400, "error", text, "malformed_payload")
+    assert not any(c in built.body for c in b"<>&")
+    assert b"\\u003c/script\\u003e" in built.body and b"\\u0026" in built.body
+    built.body.decode("ascii")
+    assert json.loads(built.body) == {"error": text}
 
 
 def test_answer_headers_say_json_and_its_length_then_the_extra_ones() -> None:
-    outcome = answer(405, "error", "use POST", "method_not_allowed", ("allow", "POST"))
-    assert outcome.headers == (
+    built = answer(405, "error", "use POST", "method_not_allowed", ("allow", "POST"))
+    assert built.headers == (
         ("content-type", "application/json"),
-        ("content-length", str(len(outcome.body))),
+        ("content-length", str(len(built.body))),
         ("allow", "POST"),
     )
-    assert (outcome.status, outcome.reason, outcome.event, outcome.result) == (
-        405,
-        "method_not_allowed",
-        None,
-        None,
-    )
+    assert built.raw_headers == tuple((k.encode(), v.encode()) for k, v in built.headers)
+    assert (built.status, built.reason) == (405, "method_not_allowed")
 
 
 def test_answer_is_built_once_per_text() -> None:
@@ -163,12 +176,7 @@ def test_finish_logs_one_info_line_with_the_secret_numbered_from_one(
 ) -> None:
     with caplog.at_level(logging.DEBUG, "census_receiver"):
         outcome = reporter.finish(HANDLED, event, perf_counter(), 1, result="kept")
-    assert (outcome.status, outcome.body, outcome.headers) == (
-        HANDLED.status,
-        HANDLED.body,
-        HANDLED.headers,
-    )
-    assert (outcome.event, outcome.reason, outcome.result) == (event, "handled", "kept")
+    assert outcome == Outcome(HANDLED, event, "kept")
     (record,) = caplog.records
     assert record.levelno == logging.INFO
     message = record.getMessage()
@@ -185,6 +193,16 @@ def test_finish_with_the_first_secret_says_secret_one(
     with caplog.at_level(logging.INFO, "census_receiver"):
         reporter.finish(DROPPED, event, perf_counter(), 0)
     assert caplog.records[0].getMessage().endswith("secret #1 [1a2b3c4d]")
+
+
+def test_finish_of_a_run_from_the_journal_says_so(
+    reporter: Reporter, event: Event, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, "census_receiver"):
+        reporter.finish(HANDLED, event, perf_counter(), -1)
+    message = caplog.records[0].getMessage()
+    assert "handled (200)" in message and message.endswith(" ms, from the journal")
+    assert "secret" not in message
 
 
 def test_finish_warns_when_handling_took_longer_than_slow_handling(
