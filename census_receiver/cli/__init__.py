@@ -1,28 +1,41 @@
-"""The ``census-receiver`` command: a local receiver, a test-event sender, sign and verify.
+"""The ``census-receiver`` command: serve, send, sign, verify, and your receiver's journal.
 
 ::
 
     census-receiver serve [--host 127.0.0.1] [--port 8000] [--path /webhooks/census]
                           [--secret S]... [--forward URL]... [--exec CMD]... [--dedup]
+                          [--journal FILE]
     census-receiver send EVENT [--url URL] [--secret S] [--set KEY=VALUE]...
                           [--bad-signature] [--retry [--retry-scale F]]
     census-receiver sign [FILE] [--secret S]
     census-receiver verify [FILE] --signature SIG [--secret S]...
+    census-receiver deliveries (--app MODULE:ATTR | --journal FILE) [--status S] [--event E]
+                          [--sync ID] [--run ID] [--before ID] [--limit N] [--json]
+                          [--show ID | --rejections]
+    census-receiver replay --app MODULE:ATTR (ID... | --failed [--limit N]) [--force]
+    census-receiver work --app MODULE:ATTR [--poll SECONDS] [--prune-every SECONDS] [--once]
 
 ``--secret`` defaults to ``CENSUS_WEBHOOK_SECRET``. ``send``, ``sign`` and
 ``verify`` need only the standard library; ``serve`` runs under uvicorn (the
-``serve`` extra), imported only when it starts.
+``serve`` extra), imported only when it starts. ``--app MODULE:ATTR`` imports
+your receiver as uvicorn imports an app (``--app-dir DIR``, default the current
+directory, first on the path); it names a ``WebhookReceiver`` built with a
+journal, or a function of no arguments returning one.
 
-Exit status: 0 on success; 1 when a delivery is answered non-2xx or a signature
-does not verify; 2 for bad arguments; 3 for bad input (a malformed ``--set``, an
-unreadable file, no secret, a missing extra); 4 when the URL cannot be reached;
-5 when ``serve`` cannot listen on its address.
+Exit status: 0 on success; 1 when a delivery is answered non-2xx (``send``, a
+``replay``) or a signature does not verify; 2 for bad arguments; 3 for bad input
+(a malformed ``--set``, an unreadable file, no secret, a missing extra, an app
+that cannot be imported or has no journal, an unknown delivery id); 4 when the
+URL or the journal's database cannot be reached; 5 when ``serve`` cannot listen
+on its address; 130 when a second Ctrl-C or SIGTERM stops ``work`` in the middle
+of a delivery.
 
 Each command lives in a module of this package (``send``, ``signing``,
-``serve``) with ``add_parsers(commands)``, which registers its sub-commands and
-gives each its ``run(args, prog) -> int`` with ``set_defaults(run=...)``. A new
-module joins by being listed in ``COMMAND_MODULES``; shared helpers are the
-public names of ``common``.
+``serve``, ``journal``) with ``add_parsers(commands)``, which registers its
+sub-commands and gives each its ``run(args, prog) -> int`` with
+``set_defaults(run=...)``. A new module joins by being listed in
+``COMMAND_MODULES``; shared helpers are the public names of ``common``, and
+``app`` finds the receiver that ``--app`` names.
 """
 
 from __future__ import annotations
@@ -36,7 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from .. import __version__
-from . import send, serve, signing
+from . import journal, send, serve, signing
 from .common import (
     EXIT_INPUT,
     EXIT_LISTEN,
@@ -74,7 +87,7 @@ class CommandModule(Protocol):
 
 
 #: The command modules, in the order their sub-commands are listed in the help.
-COMMAND_MODULES: tuple[CommandModule, ...] = (serve, send, signing)
+COMMAND_MODULES: tuple[CommandModule, ...] = (serve, send, signing, journal)
 
 
 def _invocation() -> str:
