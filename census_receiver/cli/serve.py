@@ -4,6 +4,7 @@
 
     census-receiver serve [--host 127.0.0.1] [--port 8000] [--path /webhooks/census]
                           [--secret S]... [--forward URL]... [--exec CMD]... [--dedup]
+                          [--journal FILE]
 
 A plain ``WebhookReceiver`` answers the deliveries, through ``ServeApp``: a
 small pure ASGI app that uses the receiver's public steps only (``check_request``,
@@ -11,6 +12,13 @@ small pure ASGI app that uses the receiver's public steps only (``check_request`
 included. The relays run as the delivery's endpoint (see ``relay``). ``serve``
 runs the app under uvicorn (the ``serve`` extra), imported only when it starts,
 on a socket bound here so that a port in use is reported before anything starts.
+
+The receiver records every verified delivery in a SQLite journal: ``--journal
+FILE``, or a file in a temporary folder removed at exit. A journal is a dedup
+store too; so that ``serve`` still handles every delivery it is sent unless
+``--dedup`` is given, each delivery is then recorded under a key of its own.
+With ``--dedup`` the journal keys deliveries by their identity, and repeats are
+answered ``duplicate``, as they were by the in-memory store it replaces.
 """
 
 from __future__ import annotations
@@ -20,17 +28,23 @@ import asyncio
 import logging
 import os
 import secrets
+import shlex
 import signal
 import socket
 import sys
+import tempfile
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from .. import __version__
 from ..answers import Answer, Outcome, answer
 from ..bodies import read_asgi_body
-from ..dedup import InMemoryDedupStore
+from ..dedup import default_key
+from ..errors import ConfigurationError
+from ..journal import SQLiteJournal
 from ..receiver import (
+    DEFAULT_DEADLINE,
     DEFAULT_PATH,
     SECRET_ENV_VAR,
     WebhookReceiver,
@@ -52,7 +66,8 @@ from .console import Console, NoteHandler
 from .relay import Relay, check_forward
 
 if TYPE_CHECKING:
-    from .._types import ASGIApp, Receive, Scope, Send
+    from .._types import ASGIApp, Body, Receive, Scope, Send
+    from ..events import Event
     from .common import Subcommands
 
 __all__ = ["ServeApp", "add_parsers", "bind", "run"]
@@ -110,7 +125,15 @@ def add_parsers(commands: Subcommands) -> None:
     serve.add_argument(
         "--dedup",
         action="store_true",
-        help="remember deliveries (in memory) and answer duplicates without handling them",
+        help="answer a repeat of a delivery handled before as a duplicate, without handling it",
+    )
+    serve.add_argument(
+        "--journal",
+        metavar="FILE",
+        help=(
+            "record deliveries in this SQLite file, kept after exit "
+            "(default: a temporary one, removed at exit)"
+        ),
     )
     serve.set_defaults(run=run)
 
@@ -268,9 +291,27 @@ def run(args: argparse.Namespace, prog: str) -> int:
     generated = not found
     if generated:
         found = [secrets.token_hex(20)]
-    receiver = WebhookReceiver(found, dedup=InMemoryDedupStore() if args.dedup else None)
-    app = ServeApp(receiver, console, path=args.path, relay=Relay(args.forward, args.exec_))
     sock = bind(args.host, args.port)
+    folder = None
+    try:
+        if args.journal is None:
+            folder = tempfile.TemporaryDirectory(prefix="census-receiver-serve-")
+            journal = _open_journal(Path(folder.name, "journal.db"))
+        else:
+            journal = _open_journal(args.journal)
+    except BaseException:
+        sock.close()
+        if folder is not None:
+            folder.cleanup()
+        raise
+    receiver = WebhookReceiver(
+        found,
+        journal=journal,
+        dedup_key=None if args.dedup else _every_request_anew,
+        # As before the journal: a deadline (503 at 8 s) only with --dedup.
+        deadline=DEFAULT_DEADLINE if args.dedup else None,
+    )
+    app = ServeApp(receiver, console, path=args.path, relay=Relay(args.forward, args.exec_))
     url = _shown_url(args.host, sock.getsockname()[1], args.path)
     config = uvicorn.Config(
         app, log_config=None, log_level="warning", access_log=False, lifespan="off"
@@ -281,6 +322,7 @@ def run(args: argparse.Namespace, prog: str) -> int:
             await super().startup(sockets)
             if self.started:
                 _announce(console, prog, url, found[0] if generated else None, len(found))
+                _announce_journal(console, prog, journal, kept=folder is None)
 
     logger = logging.getLogger("census_receiver")
     notes = NoteHandler(console)
@@ -300,8 +342,31 @@ def run(args: argparse.Namespace, prog: str) -> int:
         logger.propagate = saved
         sock.close()
         receiver.close()
+        journal.close()
+        if folder is not None:
+            folder.cleanup()
     console.line("stopped")
     return EXIT_OK
+
+
+def _open_journal(path: str | Path) -> SQLiteJournal:
+    try:
+        return SQLiteJournal(path)
+    except ConfigurationError as exc:
+        raise CommandFailed(EXIT_INPUT, f"--journal: {exc}") from None
+
+
+def _every_request_anew(event: Event, body: Body) -> str:
+    """A journal key of its own for each request: without --dedup, no repeat is a duplicate."""
+    return f"{default_key(event, body)}:{secrets.token_hex(8)}"
+
+
+def _announce_journal(console: Console, prog: str, journal: SQLiteJournal, *, kept: bool) -> None:
+    path = journal.path.resolve()
+    where = f"Recording deliveries in {path}"
+    console.line(where if kept else f"{where} (removed at exit; --journal FILE keeps them)")
+    console.line(f"    {prog} deliveries --journal {shlex.quote(str(path))}")
+    console.line("")
 
 
 def _shown_url(host: str, port: int, path: str) -> str:
