@@ -1,0 +1,110 @@
+"""``WSGIInspector``: the inspector as a WSGI app, for Flask, Django or any WSGI server.
+
+Moves bytes only: the request (``PATH_INFO`` below ``SCRIPT_NAME``, headers,
+and for a POST a bounded body) goes to ``InspectorCore.handle``; the answer
+goes back through ``start_response``. The live list is an iterable that polls
+the journal until the client leaves (the server's next write fails and closes
+it), the stream's lifetime ends or ``close()`` is called; each open one holds
+a server thread meanwhile, so run a threaded server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from ..bodies import read_wsgi_body
+from ..wsgi import status_line
+from .core import FORM_LIMIT, InspectorCore, InspectorRequest
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+    from ..journal import Journal
+    from ..receiver import WebhookReceiver
+    from .core import Auth, LiveStream
+
+__all__ = ["WSGIInspector"]
+
+_UNPREFIXED = {"CONTENT_TYPE": "content-type", "CONTENT_LENGTH": "content-length"}
+
+
+class WSGIInspector:
+    """The inspector (see ``Inspector``) as a WSGI app.
+
+    Mount it below a path, e.g. with Werkzeug's ``DispatcherMiddleware``::
+
+        app.wsgi_app = DispatcherMiddleware(
+            app.wsgi_app, {"/inspector": WSGIInspector(journal, receiver=receiver, token=t)}
+        )
+
+    Args:
+        journal: the journal to show.
+        receiver: the receiver recording to ``journal``; without it there is no
+            replay button.
+        token: a secret whose holder may look (``Authorization: Bearer``, or
+            ``?token=`` once).
+        auth: your own check, called with an ``InspectorRequest`` whose ``raw``
+            is the WSGI environ; ``True`` lets the request in.
+        live_interval: seconds between the live list's looks at the journal.
+
+    Raises:
+        ConfigurationError: with neither ``token`` nor ``auth``, or for a bad
+            journal, receiver or token.
+        ImportError: without Jinja2: ``pip install 'census-receiver[inspector]'``.
+    """
+
+    def __init__(
+        self,
+        journal: Journal,
+        *,
+        receiver: WebhookReceiver | None = None,
+        token: str | bytes | None = None,
+        auth: Auth | None = None,
+        live_interval: float = 0.5,
+    ) -> None:
+        self.core = InspectorCore(
+            journal, receiver=receiver, token=token, auth=auth, live_interval=live_interval
+        )
+
+    def close(self) -> None:
+        """End the open live streams within one poll, so a server can stop promptly."""
+        self.core.close()
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        body = b""
+        if environ["REQUEST_METHOD"] == "POST":
+            body = read_wsgi_body(environ, FORM_LIMIT) or b""
+        response = self.core.handle(_request(environ, body))
+        start_response(status_line(response.status), response.headers)
+        if response.stream is None:
+            return [response.body]
+        return _chunks(response.stream)
+
+
+def _chunks(stream: LiveStream) -> Iterator[bytes]:
+    yield stream.start()
+    while not stream.finished:
+        chunk = stream.poll()
+        if chunk:
+            yield chunk
+        stream.wait()
+
+
+def _request(environ: WSGIEnvironment, body: bytes) -> InspectorRequest:
+    headers = {}
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            headers[key[5:].replace("_", "-").lower()] = value
+        elif key in _UNPREFIXED:
+            headers[_UNPREFIXED[key]] = value
+    return InspectorRequest(
+        method=environ["REQUEST_METHOD"],
+        path=environ.get("PATH_INFO", ""),
+        root=environ.get("SCRIPT_NAME", "").rstrip("/"),
+        query=environ.get("QUERY_STRING", ""),
+        headers=headers,
+        body=body,
+        secure=environ.get("wsgi.url_scheme") == "https",
+        raw=environ,
+    )
