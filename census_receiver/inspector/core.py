@@ -68,6 +68,9 @@ CSRF_FIELD = "csrf"
 PAGE = 50
 #: A replay form is a few dozen bytes; anything much larger is not one.
 FORM_LIMIT = 4096
+#: Seconds the status counts in the page header are reused: counting reads every
+#: row's index entry, the one cost of a page that grows with the journal.
+COUNTS_TTL = 5.0
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
@@ -204,6 +207,7 @@ class InspectorCore:
         self._session = _mac(key, b"session") if key is not None else None
         self._csrf = _mac(key, b"csrf") if key is not None else None
         self._closed = threading.Event()
+        self._counts: tuple[float, dict[str, int]] = (-COUNTS_TTL, {})
         self.pages = Pages(version=__version__)
         self._static = {
             name: (_read_static(name), _STATIC_TYPES[name.rpartition(".")[2]])
@@ -213,6 +217,22 @@ class InspectorCore:
     def close(self) -> None:
         """End every live stream within one poll (call when the server stops)."""
         self._closed.set()
+
+    def counts(self, *, fresh: bool = False) -> dict[str, int]:
+        """How many deliveries have each status, at most ``COUNTS_TTL`` seconds old.
+
+        Args:
+            fresh: count now (the live stream does when rows arrive).
+
+        Raises:
+            JournalUnavailable: when the database fails.
+        """
+        at, counts = self._counts
+        now = time.monotonic()
+        if fresh or now - at >= COUNTS_TTL:
+            counts = self.journal.counts()
+            self._counts = (now, counts)
+        return counts
 
     @property
     def closed(self) -> bool:
@@ -414,6 +434,7 @@ class InspectorCore:
             return self._error(
                 request, 403, "The form is stale or forged: reload the page and try again."
             )
+        self._counts = (-COUNTS_TTL, {})  # the page it leads to shows the new status
         try:
             self.receiver.replay(delivery_id)
         except KeyError:
@@ -477,7 +498,7 @@ class InspectorCore:
 
     def _page(self, request: InspectorRequest, template: str, **context: Any) -> InspectorResponse:
         csrf, set_cookie = self._csrf_token(request)
-        counts = self.journal.counts()
+        counts = self.counts()
         html = self.pages.render(
             template, root=request.root, counts=counts, csrf=csrf, csrf_field=CSRF_FIELD, **context
         )
@@ -604,7 +625,7 @@ class LiveStream:
             for r in records
         ]
         try:
-            counts = self.core.journal.counts()
+            counts = self.core.counts(fresh=True)
         except JournalUnavailable:
             pass
         else:
