@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
+    from census_receiver.journal import Journal
+
 __all__ = [
     "ASGI",
     "PATH",
@@ -73,18 +75,21 @@ def _json_headers(body: bytes) -> list[tuple[bytes, bytes]]:
     return [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
 
 
-def census_receiver_for(calls: Calls, *, sync: bool = False) -> WebhookReceiver:
+def census_receiver_for(
+    calls: Calls, *, sync: bool = False, journal: Journal | None = None
+) -> WebhookReceiver:
     """A receiver whose one handler, for every event, counts its calls.
 
     Args:
         calls: the counter.
         sync: register a plain ``def`` handler (run in a worker thread under
             ASGI) instead of an ``async def`` one.
+        journal: a journal to record every delivery in.
 
     Returns:
         The receiver, with the default options.
     """
-    receiver = WebhookReceiver(secret=SECRET)
+    receiver = WebhookReceiver(secret=SECRET, journal=journal)
     if sync:
 
         @receiver.on("*")

@@ -8,7 +8,9 @@ Apps (each also answers ``GET /count`` with how many times its handler ran):
 
 - ``starlette-by-hand``: a Starlette route doing the recipe and ``json.loads`` by hand;
 - ``middleware``: a Starlette app with ``CensusWebhookMiddleware`` (async handler);
-- ``middleware-sync``: the same with a plain ``def`` handler.
+- ``middleware-sync``: the same with a plain ``def`` handler;
+- ``middleware-journal``: ``middleware`` with a journal: a SQLite file, or a
+  PostgreSQL database, named by ``CENSUS_BENCH_JOURNAL`` (a path or a URL).
 
 uvicorn runs with its pure-Python defaults (``h11``, the asyncio loop), so
 the figures do not depend on optional C accelerators being installed.
@@ -31,7 +33,7 @@ from types import TracebackType
 
 __all__ = ["APPS", "Server", "build", "main"]
 
-APPS = ("starlette-by-hand", "middleware", "middleware-sync")
+APPS = ("starlette-by-hand", "middleware", "middleware-sync", "middleware-journal")
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -45,6 +47,11 @@ def build(name: str) -> object:
     if name in ("middleware", "middleware-sync"):
         receiver = census_receiver_for(calls, sync=name.endswith("-sync"))
         return census_in_starlette(receiver, calls)
+    if name == "middleware-journal":
+        from .journal import open_journal
+
+        journal = open_journal(os.environ["CENSUS_BENCH_JOURNAL"])
+        return census_in_starlette(census_receiver_for(calls, journal=journal), calls)
     raise SystemExit(f"unknown app {name!r}; choose one of {', '.join(APPS)}")
 
 
@@ -92,12 +99,17 @@ class Server:
         RuntimeError: if it does not start in time.
     """
 
-    def __init__(self, app: str, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, app: str, *, timeout: float = 30.0, env: dict[str, str] | None = None
+    ) -> None:
         self.app = app
         # Run from the repository root: ``-m`` puts it first on sys.path, so this
         # checkout of census_receiver is served even if another one is installed.
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.serve", app], stdout=subprocess.PIPE, cwd=ROOT
+            [sys.executable, "-m", "bench.serve", app],
+            stdout=subprocess.PIPE,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
         )
         self.pid = self.process.pid
         try:

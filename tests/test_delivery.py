@@ -3,7 +3,7 @@
 Driven through the public two-step core (``triage`` then ``run``/``run_async``,
 as ``handle`` and ``handle_async`` compose them), with in-memory stores and
 stores that fail, hang or block as a real one can. The Redis stores have their
-own tests against a real redis-server in test_dedup_redis.py.
+own tests against a real redis-server in integration/test_dedup_redis.py.
 """
 
 from __future__ import annotations

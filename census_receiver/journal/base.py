@@ -215,14 +215,14 @@ class Journal(RunLog):
             ).fetchone()
             if row is not None:
                 self.note_run(cur, delivery.event, now)
-                run = self._finishing(cur, delivery.event.event, delivery.event.sync_run_id, token)
+                run = self._finishing(cur, delivery, token)
                 return JournalClaim(key, ClaimState.CLAIMED, token, int(row[0]), run=run)
             row = cur.execute(
                 sql.RECLAIM, (now, now, now, now, token, now, now + self.lease, key)
             ).fetchone()
             delivery_id, status, holder = int(row[0]), str(row[1]), row[2]
             if holder == token:
-                run = self._finishing(cur, delivery.event.event, delivery.event.sync_run_id, token)
+                run = self._finishing(cur, delivery, token)
                 return JournalClaim(key, ClaimState.CLAIMED, token, delivery_id, run=run)
             done = status in DONE_STATUSES or status == "pending"
             state = ClaimState.DONE if done else ClaimState.IN_PROGRESS
@@ -238,13 +238,15 @@ class Journal(RunLog):
             )
             return JournalClaim(key, state, "", delivery_id)
 
-    def _finishing(
-        self, cur: _Cursor, event: str, sync_run_id: int | None, token: str
-    ) -> RunRecord | None:
-        """The finished run a lifecycle delivery is to close (taking its finish lease)."""
-        if event not in sql.RUN_EVENT_COLUMNS:
+    def _finishing(self, cur: _Cursor, delivery: VerifiedDelivery, token: str) -> RunRecord | None:
+        """The finished run a lifecycle delivery is to close (taking its finish lease).
+
+        Only when its receiver has ``on_run_finished`` hooks: without them there is
+        nothing to run, and the run's lease is left for a receiver that has some.
+        """
+        if not delivery.pipeline.run_hooks or delivery.event.event not in sql.RUN_EVENT_COLUMNS:
             return None
-        return self.take_finish(cur, sync_run_id, token)
+        return self.take_finish(cur, delivery.event.sync_run_id, token)
 
     def capture(self, delivery: VerifiedDelivery) -> JournalClaim:
         """Record ``delivery`` as ``pending`` for a worker (acknowledge on capture).
@@ -389,11 +391,15 @@ class Journal(RunLog):
 
     # -- workers and replay ------------------------------------------------------------
 
-    def take_due(self, limit: int = 10) -> list[tuple[DeliveryRecord, JournalClaim]]:
+    def take_due(
+        self, limit: int = 10, *, finishing: bool = False
+    ) -> list[tuple[DeliveryRecord, JournalClaim]]:
         """Claim up to ``limit`` deliveries a worker should run now.
 
         Due are ``pending`` deliveries whose ``next_attempt_at`` has come, and
         ``running`` ones whose lease expired (their holder died mid-handler).
+        With ``finishing``, a delivery of a finished run whose ``on_run_finished``
+        hooks have not run also takes the run's finish lease.
 
         Raises:
             JournalUnavailable: when the database fails.
@@ -416,20 +422,23 @@ class Journal(RunLog):
                         token,
                         r.id,
                         "worker",
-                        self._finishing(cur, r.event, r.sync_run_id, token),
+                        self.take_finish(cur, r.sync_run_id, token)
+                        if finishing and r.event in sql.RUN_EVENT_COLUMNS
+                        else None,
                     ),
                 )
                 for r in taken
             ]
 
     def claim_for_replay(
-        self, delivery_id: int, *, force: bool = False
+        self, delivery_id: int, *, force: bool = False, finishing: bool = False
     ) -> tuple[DeliveryRecord, JournalClaim | None]:
         """Claim a recorded delivery to run its handlers again.
 
         Args:
             delivery_id: the record's id.
             force: run it even if it was handled (or ignored, or dropped) before.
+            finishing: also take its run's finish lease (see ``take_due``).
 
         Returns:
             The record, and the claim; ``None`` when it is done (without ``force``)
@@ -452,7 +461,11 @@ class Journal(RunLog):
                     raise KeyError(delivery_id)
                 return _record(row), None
             record = _record(row)
-            run = self._finishing(cur, record.event, record.sync_run_id, token)
+            run = (
+                self.take_finish(cur, record.sync_run_id, token)
+                if finishing and record.event in sql.RUN_EVENT_COLUMNS
+                else None
+            )
         return record, JournalClaim(record.key, ClaimState.CLAIMED, token, record.id, "replay", run)
 
     # -- reading -----------------------------------------------------------------------

@@ -59,7 +59,9 @@ class JournalRunner:
 
     def replay(self, delivery_id: int, *, force: bool = False) -> Outcome:
         """Run one recorded delivery again; see ``WebhookReceiver.replay``."""
-        record, claim = self.journal.claim_for_replay(delivery_id, force=force)
+        record, claim = self.journal.claim_for_replay(
+            delivery_id, force=force, finishing=bool(self.pipeline.run_hooks)
+        )
         if claim is None:
             done = record.status in DONE_STATUSES
             template = DUPLICATE if done else IN_PROGRESS
@@ -68,7 +70,7 @@ class JournalRunner:
 
     def run_pending(self, limit: int) -> int:
         """Run what is due once; see ``WebhookReceiver.run_pending``."""
-        taken = self.journal.take_due(limit)
+        taken = self.journal.take_due(limit, finishing=bool(self.pipeline.run_hooks))
         for record, claim in taken:
             self.run(record.body, claim)
         self.notify_overdue()

@@ -3,8 +3,9 @@
 Safe for several worker processes on one host (gunicorn or uvicorn
 ``--workers``): the file is in WAL mode, so readers never wait for the writer,
 and every write is a short ``BEGIN IMMEDIATE`` transaction that waits up to
-``timeout`` seconds for another process's to finish. Each thread has its own
-connection. Not for several hosts: SQLite over a network file system does not
+``timeout`` seconds for another process's to finish. In one process, writes go
+through one connection, one at a time (a lock, so threads queue instead of
+XX
 lock reliably; use ``PostgresJournal`` there.
 
 Durability (``synchronous``): ``"normal"`` (the default) commits without
@@ -42,6 +43,11 @@ class SQLiteJournal(Journal):
             the delivery is answered 503 (Census retries).
         synchronous: ``"normal"`` or ``"full"`` (see the module docstring), or
             ``"off"`` for tests and throwaway journals.
+        on_event_loop: under ``handle_async`` (ASGI), make the journal's calls
+            on the event loop itself instead of in a worker thread: several
+            times cheaper per delivery, but while a call waits (a slow disk,
+            another process's transaction) the whole server waits with it. For
+            one process on a local disk.
         **options: the ``Journal`` settings: ``lease``, ``retention``,
             ``max_tries``, ``backoff``, ``clock``.
 
@@ -63,9 +69,11 @@ class SQLiteJournal(Journal):
         *,
         timeout: float = 5.0,
         synchronous: str = "normal",
+        on_event_loop: bool = False,
         **options: Any,
     ) -> None:
         super().__init__(**options)
+        self.blocking = not on_event_loop
         if str(path) == ":memory:" or not str(path):
             raise ConfigurationError(
                 "SQLiteJournal needs a file path: an in-memory database is not shared "
@@ -81,6 +89,8 @@ class SQLiteJournal(Journal):
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._writer: sqlite3.Connection | None = None
         try:
             self._connection().execute("PRAGMA journal_mode = WAL")
             self.create_tables()
@@ -90,28 +100,48 @@ class SQLiteJournal(Journal):
     def __repr__(self) -> str:
         return f"SQLiteJournal({str(self.path)!r}, synchronous={self.synchronous!r})"
 
+    def _open(self) -> sqlite3.Connection:
+        # Autocommit mode: transactions are begun explicitly, as BEGIN IMMEDIATE.
+        connection = sqlite3.connect(
+            self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+        )
+        connection.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[self.synchronous]}")
+        connection.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+        with self._lock:
+            self._connections.append(connection)
+        return connection
+
     def _connection(self) -> sqlite3.Connection:
+        """This thread's connection, for reads."""
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is None:
-            # Autocommit mode: transactions are begun explicitly, as BEGIN IMMEDIATE.
-            connection = sqlite3.connect(
-                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
-            )
-            connection.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[self.synchronous]}")
-            connection.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-            self._local.connection = connection
-            with self._lock:
-                self._connections.append(connection)
+            connection = self._local.connection = self._open()
         return connection
 
     @contextlib.contextmanager
     def _connect(self, *, write: bool = True) -> Iterator[sqlite3.Cursor]:
-        connection = self._connection()
+        if not write:
+            # Reads take no lock: in WAL mode they see the last commit and never wait.
+            with self._transaction(self._connection(), "BEGIN") as cursor:
+                yield cursor
+            return
+        if not self._write_lock.acquire(timeout=self.timeout):
+            raise sqlite3.OperationalError("another thread held the journal for too long")
+        try:
+            if self._writer is None:
+                self._writer = self._open()
+            # IMMEDIATE takes the file's write lock up front: two processes that both
+            # read, then both write, would otherwise fail with "database is locked".
+            with self._transaction(self._writer, "BEGIN IMMEDIATE") as cursor:
+                yield cursor
+        finally:
+            self._write_lock.release()
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _transaction(connection: sqlite3.Connection, begin: str) -> Iterator[sqlite3.Cursor]:
         cursor = connection.cursor()
-        # IMMEDIATE takes the write lock up front: two processes that both read,
-        # then both try to write, would otherwise deadlock into "database is locked".
-        # Reads take none: in WAL mode they see the last commit and never wait.
-        cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        cursor.execute(begin)
         try:
             yield cursor
             cursor.execute("COMMIT")
@@ -129,3 +159,4 @@ class SQLiteJournal(Journal):
         for connection in connections:
             connection.close()
         self._local = threading.local()
+        self._writer = None
