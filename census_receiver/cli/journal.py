@@ -122,7 +122,12 @@ def add_parsers(commands: Subcommands) -> None:
         metavar="FILE",
         help="read this SQLite journal file instead of an app's (serve --journal FILE)",
     )
-    deliveries.add_argument("--status", choices=STATUSES, help="only deliveries in this status")
+    deliveries.add_argument(
+        "--status",
+        choices=STATUSES,
+        metavar="S",
+        help=f"only deliveries in this status: {', '.join(STATUSES)}",
+    )
     deliveries.add_argument("--event", metavar="E", help="only this event (sync.failed, ...)")
     deliveries.add_argument("--sync", type=int, metavar="ID", help="only this sync")
     deliveries.add_argument(
@@ -661,10 +666,11 @@ def run_work(args: argparse.Namespace, prog: str) -> int:
             try:
                 _work(receiver, journal, args, stop, counted)
             except KeyboardInterrupt:
+                # The run cut short settles as failed: retried later, as a failed one is
+                # (and were that write lost too, its lease would expire).
                 _say(
-                    f"stopped at once: ran {counted['ran']}, failed {counted['failed']}; a "
-                    f"delivery cut short is run again once its lease ({_seconds(journal.lease)}) "
-                    "expires"
+                    f"stopped at once: ran {counted['ran']}, failed {counted['failed']}; the "
+                    "delivery cut short is tried again later, as a failed one is"
                 )
                 return EXIT_STOPPED_AT_ONCE
     finally:
