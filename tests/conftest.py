@@ -71,7 +71,8 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
     try:
         return (yield)
     except ServerNotFound as missing:
-        need(str(missing))
+        reason = str(missing)
+    need(reason)  # outside the except block: the reason alone, with no exception chain
 
 
 @pytest.hookimpl(wrapper=True)
@@ -80,7 +81,8 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     try:
         return (yield)
     except ServerNotFound as missing:
-        need(str(missing))
+        reason = str(missing)
+    need(reason)  # outside the except block: the reason alone, with no exception chain
 
 
 @pytest.fixture(scope="session")
