@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Iterator
 from datetime import UTC
 from pathlib import Path
@@ -388,3 +389,42 @@ def test_bad_settings_are_refused(tmp_path: Path, option: str, value: object) ->
 def test_an_in_memory_sqlite_database_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="file path"):
         SQLiteJournal(":memory:")
+
+
+def test_a_worker_renews_the_lease_of_a_long_handler_so_nobody_takes_it_over(
+    tmp_path: Path,
+) -> None:
+    # Real time here: the renewal runs on its own thread, every third of the lease.
+    journal = SQLiteJournal(tmp_path / "j.db", lease=0.3)
+    receiver = WebhookReceiver(SECRET, journal=journal, acknowledge="on_capture")
+    taken_meanwhile: list[int] = []
+
+    @receiver.on("sync.failed")
+    def slow(event: Event) -> None:
+        for _ in range(5):  # four leases long
+            time.sleep(0.25)
+            taken_meanwhile.extend(record.id for record, _ in journal.take_due())
+
+    d = make_delivery("sync.failed", secret=SECRET)
+    receiver.handle(d.body, d.headers)
+    assert receiver.run_pending() == 1
+    assert taken_meanwhile == []
+    assert [r.status for r in journal.deliveries()] == ["handled"]
+    journal.close()
+
+
+def test_rejection_notes_are_written_when_the_journal_closes(tmp_path: Path) -> None:
+    journal = SQLiteJournal(tmp_path / "j.db")
+    receiver = WebhookReceiver(SECRET, journal=journal)
+    forged = make_delivery("sync.failed", secret=SECRET, bad_signature=True)
+    receiver.handle(forged.body, forged.headers)
+    journal.close()  # a short script: no journal write after the refusal
+    again = SQLiteJournal(tmp_path / "j.db")
+    assert [r.reason for r in again.rejections()] == ["invalid_signature"]
+    again.close()
+
+
+def test_a_postgresql_connection_string_is_refused_by_the_sqlite_journal() -> None:
+    for conninfo in ("postgresql://census@db/census", "host=db dbname=census user=census"):
+        with pytest.raises(ConfigurationError, match="use PostgresJournal"):
+            SQLiteJournal(conninfo)

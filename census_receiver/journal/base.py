@@ -354,6 +354,34 @@ class Journal(RunLog):
                 sql.INSERT_ATTEMPT, (int(row[0]), now, "census", outcome.status, outcome.reason)
             )
 
+    def renew(self, claim: JournalClaim) -> bool:
+        """Extend a held claim's lease by ``lease`` seconds from now.
+
+        A worker renews the lease of a delivery whose handlers run long, so that
+        no other worker takes it over while it is still being handled.
+
+        Returns:
+            Whether the claim was still held.
+
+        Raises:
+            JournalUnavailable: when the database fails.
+        """
+        with self.transaction() as cur:
+            renewed = cur.execute(
+                sql.RENEW_LEASE, (self.clock() + self.lease, claim.id, claim.token)
+            ).rowcount
+        return bool(renewed)
+
+    def flush(self) -> None:
+        """Write the rejection notes kept in memory (``close`` does it too).
+
+        Raises:
+            JournalUnavailable: when the database fails.
+        """
+        if self._rejections:
+            with self.transaction() as cur:
+                self._flush_rejections(cur)
+
     # -- the rejection log -------------------------------------------------------------
 
     def note_rejection(self, status: int, reason: str, remote: str | None, size: int) -> None:

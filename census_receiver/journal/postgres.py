@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from ..errors import ConfigurationError
-from .base import Journal
+from .base import Journal, JournalUnavailable
 
 try:
     import psycopg
@@ -110,4 +110,6 @@ class PostgresJournal(Journal):
 
     def close(self) -> None:
         """Close the connection pool."""
+        with contextlib.suppress(JournalUnavailable):
+            self.flush()  # the rejection notes not written yet
         self._pool.close()

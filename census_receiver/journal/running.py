@@ -9,8 +9,10 @@ sequence as a request, on the calling thread.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Awaitable
+import threading
+from collections.abc import Awaitable, Iterator
 from datetime import timedelta
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -20,6 +22,7 @@ from ..delivery import Pipeline, VerifiedDelivery
 from ..errors import MalformedPayload
 from ..events import Event, parse_event
 from ..routing import describe
+from .base import JournalUnavailable
 from .records import DONE_STATUSES
 
 if TYPE_CHECKING:
@@ -89,7 +92,8 @@ class JournalRunner:
         delivery = VerifiedDelivery(
             self.pipeline, body, event, -1, routes, None, started, claim=claim
         )
-        return delivery.run()
+        with _renewing(self.journal, claim):
+            return delivery.run()
 
     def notify_overdue(self) -> int:
         """Call each ``on_run_overdue`` hook once per run overdue for its ``after``.
@@ -119,6 +123,28 @@ class JournalRunner:
                     )
                     self.journal.unclaim_overdue(run.sync_run_id)
         return given
+
+
+@contextlib.contextmanager
+def _renewing(journal: Journal, claim: JournalClaim) -> Iterator[None]:
+    """Renew ``claim``'s lease every third of it while the block runs (long handlers)."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(journal.lease / 3):
+            try:
+                if not journal.renew(claim):
+                    return  # taken over meanwhile: nothing left to keep
+            except JournalUnavailable:
+                logger.warning("census journal unavailable while renewing a lease; retrying")
+
+    renewer = threading.Thread(target=renew, name="census-journal-lease", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        renewer.join()
 
 
 def labels_of(body: bytes) -> Event:

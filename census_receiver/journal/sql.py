@@ -246,3 +246,4 @@ PRUNE_RUNS = "DELETE FROM census_runs WHERE updated_at < ? AND status IN ('succe
 PRUNE_RUN_ALERTS = (
     "DELETE FROM census_run_alerts WHERE sync_run_id NOT IN (SELECT sync_run_id FROM census_runs)"
 )
+RENEW_LEASE = "UPDATE census_deliveries SET lease_until = ? WHERE id = ? AND lease_token = ?"

@@ -5,8 +5,9 @@ Safe for several worker processes on one host (gunicorn or uvicorn
 and every write is a short ``BEGIN IMMEDIATE`` transaction that waits up to
 ``timeout`` seconds for another process's to finish. In one process, writes go
 through one connection, one at a time (a lock, so threads queue instead of
-XX
-lock reliably; use ``PostgresJournal`` there.
+polling SQLite's file lock); each thread reads on a connection of its own.
+Not for several hosts: SQLite over a network file system does not lock
+reliably; use ``PostgresJournal`` there.
 
 Durability (``synchronous``): ``"normal"`` (the default) commits without
 waiting for the disk in WAL mode: a power loss may lose the last transactions,
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import ConfigurationError
-from .base import Journal
+from .base import Journal, JournalUnavailable
 
 __all__ = ["SQLiteJournal"]
 
@@ -78,6 +79,12 @@ class SQLiteJournal(Journal):
             raise ConfigurationError(
                 "SQLiteJournal needs a file path: an in-memory database is not shared "
                 "between threads (use a temporary file)"
+            )
+        text = str(path)
+        if text.startswith(("postgres://", "postgresql://")) or " dbname=" in f" {text}":
+            raise ConfigurationError(
+                "SQLiteJournal takes a file path, and this looks like a PostgreSQL "
+                "connection string: use PostgresJournal(conninfo) for PostgreSQL"
             )
         if synchronous not in _SYNCHRONOUS:
             raise ConfigurationError(
@@ -154,6 +161,8 @@ class SQLiteJournal(Journal):
 
     def close(self) -> None:
         """Close every connection this journal opened (in any thread)."""
+        with contextlib.suppress(JournalUnavailable):
+            self.flush()  # the rejection notes not written yet
         with self._lock:
             connections, self._connections = self._connections, []
         for connection in connections:

@@ -5,7 +5,8 @@ module and builds its own receiver on the journal named by
 ``CENSUS_TEST_JOURNAL`` (a SQLite path or a PostgreSQL URL). The handler
 appends one line per call to ``CENSUS_TEST_CALLS`` (``O_APPEND`` writes of one
 short line are atomic), so the test counts calls across processes:
-``start <run> <pid>`` when it begins and ``done <run> <pid>`` when it ends.
+``start <run> <pid>`` when it begins and ``done <run> <pid>`` when it ends;
+``finished <run> <pid> <status>`` from the ``on_run_finished`` hook.
 
 ``CENSUS_TEST_FAIL_WHILE`` names a file: while it exists, the handler raises
 (a downstream outage). ``CENSUS_TEST_HOLD_RUN`` names a sync_run_id whose
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from census_receiver import Event, WebhookReceiver
 from census_receiver.journal import Journal, SQLiteJournal
+from census_receiver.runs import RunRecord
 from census_receiver.starlette import CensusWebhookMiddleware as ASGIMiddleware
 from census_receiver.wsgi import CensusWebhookMiddleware as WSGIMiddleware
 
@@ -69,6 +71,11 @@ def record(event: Event) -> None:
             time.sleep(1)
     time.sleep(0.002)
     _note(f"done {event.sync_run_id} {pid}")
+
+
+@receiver.on_run_finished
+def run_finished(run: RunRecord) -> None:
+    _note(f"finished {run.sync_run_id} {os.getpid()} {run.status}")
 
 
 def _pid(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:

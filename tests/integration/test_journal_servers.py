@@ -17,6 +17,7 @@ are counted across processes. Shown here:
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -54,7 +55,9 @@ def journal_at(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     name = f"journal_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server.conninfo, autocommit=True) as admin:
         admin.execute(f"CREATE DATABASE {name}")
-    yield psycopg.conninfo.make_conninfo(server.conninfo, dbname=name)
+    parts = psycopg.conninfo.conninfo_to_dict(server.conninfo)
+    # As a URL: the processes tell it from a SQLite path by its scheme.
+    yield f"postgresql://{parts['user']}@{parts['host']}:{parts['port']}/{name}"
 
 
 def open_journal(where: str) -> Journal:
@@ -247,5 +250,65 @@ def test_on_capture_500_deliveries_two_workers_one_killed_mid_handler_each_once(
         done = calls_of(calls)
         assert done == Counter(range(events)), [run for run, n in done.items() if n != 1]
         assert journal.counts() == {"handled": events}
+    finally:
+        journal.close()
+
+
+#: A successful run's events, in Census's order.
+LIFECYCLE = [
+    ("sync.triggered", {}),
+    ("sync.started", {}),
+    ("sync.completed", {"status": "ok"}),
+    ("sync.success", {}),
+]
+
+
+@pytest.mark.parametrize("server", ["gunicorn", "uvicorn"])
+def test_a_runs_events_in_every_order_to_two_workers_make_one_run_finished_once(
+    server: str, journal_at: str, tmp_path: Path
+) -> None:
+    calls = tmp_path / "calls.txt"
+    target = f"{APP}:{'wsgi_app' if server == 'gunicorn' else 'asgi_app'}"
+    orders = list(itertools.permutations(range(len(LIFECYCLE))))
+    limits = httpx.Limits(max_connections=8, max_keepalive_connections=0)
+    with (
+        running(server, target, env=environment(journal_at, calls), log=tmp_path / "log") as base,
+        httpx.Client(
+            base_url=base, timeout=15, limits=limits, headers={"Connection": "close"}
+        ) as client,
+        ThreadPoolExecutor(8) as pool,
+    ):
+
+        def deliver_run(run: int, order: tuple[int, ...]) -> None:
+            for index in order:  # each event twice at once: two workers race for it
+                name, fields = LIFECYCLE[index]
+                d = make_delivery(name, secret=SECRET, sync_run_id=run, **fields)
+                pair = threading.Barrier(2)
+                copies = [pool.submit(post_until_acknowledged, client, d, pair) for _ in range(2)]
+                assert sorted(c.result(30) for c in copies) in (
+                    ["duplicate", "ok"],
+                    ["duplicate", "ignored"],
+                    ["ignored", "ok"],
+                )
+
+        with ThreadPoolExecutor(6) as runs:
+            list(runs.map(deliver_run, range(1000, 1000 + len(orders)), orders))
+    finished = Counter(
+        (int(line.split()[1]), line.split()[3])
+        for line in calls.read_text().splitlines()
+        if line.startswith("finished")
+    )
+    assert finished == Counter((1000 + i, "succeeded") for i in range(len(orders)))
+    journal = open_journal(journal_at)
+    try:
+        for i in range(len(orders)):
+            run = journal.run(1000 + i)
+            assert run is not None and (run.status, run.missing) == ("succeeded", ())
+            assert run.received == tuple(name for name, _ in LIFECYCLE)
+            assert run.queued_seconds is not None and run.duration_seconds is not None
+            assert run.started_at is not None and run.finished_at is not None
+            # Receive times: a finish that arrived before its start counts as no time.
+            between = (run.finished_at - run.started_at).total_seconds()
+            assert run.duration_seconds == pytest.approx(max(0.0, between), abs=1e-5)
     finally:
         journal.close()
