@@ -597,8 +597,18 @@ def test_replay_from_the_page_runs_the_handlers_again(
         [("origin", "http://attacker.invalid")],
         [("origin", "null")],
         [("origin", "http://127.0.0.1:8001")],
+        [("sec-fetch-site", "cross-site"), ("origin", ORIGIN)],
+        [("sec-fetch-site", "none")],
     ],
-    ids=["cross-site", "same-site", "other-origin", "opaque-origin", "other-port"],
+    ids=[
+        "cross-site",
+        "same-site",
+        "other-origin",
+        "opaque-origin",
+        "other-port",
+        "cross-site-claiming-origin",
+        "typed-in",
+    ],
 )
 def test_replay_refuses_a_cross_site_post(
     client: Client, recorder: WebhookReceiver, flaky: Flaky, headers: list[tuple[str, str]]
@@ -630,6 +640,23 @@ def test_replay_refuses_a_missing_or_wrong_csrf_token(
     )
     assert answer.status == 403
     assert flaky.calls == 1
+
+
+def test_replay_accepts_a_same_origin_browser_whose_origin_is_null(
+    client: Client, recorder: WebhookReceiver, flaky: Flaky
+) -> None:
+    # The pages' no-referrer policy makes browsers send "Origin: null" even to their own origin.
+    deliver(recorder, "sync.failed")
+    flaky.fixed = True
+    cookie = session(client)
+    answer = client(
+        "/deliveries/1/replay",
+        method="POST",
+        headers=[("cookie", cookie), ("sec-fetch-site", "same-origin"), ("origin", "null")],
+        body=f"csrf={replay_form(client, cookie)}".encode(),
+    )
+    assert answer.status == 303
+    assert flaky.calls == 2
 
 
 def test_replay_with_auth_only_uses_a_double_submit_cookie(

@@ -15,7 +15,8 @@ Security, in the order a request meets it:
   before redirecting to the same URL without it; or the user's ``auth``
   callable saying yes. Without them: 401 and no data.
 - Replay is a POST that must come from the same origin (``Sec-Fetch-Site``,
-  ``Origin`` against ``Host``) and carry the page's CSRF token: an HMAC of
+  or ``Origin`` against ``Host`` from a browser too old to send it) and carry
+  the page's CSRF token: an HMAC of
   the token, or with ``auth`` alone a random value also kept in a cookie
   (double submit). Otherwise: 403, nothing run.
 - Every answer carries a Content-Security-Policy that allows scripts and
@@ -351,15 +352,22 @@ class InspectorCore:
         return fresh, _cookie(CSRF_COOKIE, fresh, request)
 
     def _same_origin(self, request: InspectorRequest) -> bool:
+        """Whether a POST comes from the inspector's own pages, as far as the browser says.
+
+        A browser that sends ``Sec-Fetch-Site`` (all current ones) is believed: no
+        page can make it say ``same-origin`` for another site. Its ``Origin`` is
+        then ``null`` anyway, since the pages' referrer policy is ``no-referrer``.
+        An older browser is judged by ``Origin`` against ``Host``. A client that
+        sends neither is no browser, and cannot be made to post by another site.
+        """
         site = request.headers.get("sec-fetch-site")
-        if site is not None and site != "same-origin":
-            return False
+        if site is not None:
+            return site == "same-origin"
         origin = request.headers.get("origin")
-        if origin is not None:
-            host = request.headers.get("host", "")
-            if origin == "null" or urllib.parse.urlsplit(origin).netloc != host:
-                return False
-        return True
+        if origin is None:
+            return True
+        host = request.headers.get("host", "")
+        return origin != "null" and urllib.parse.urlsplit(origin).netloc == host
 
     def _valid_form(self, request: InspectorRequest) -> bool:
         if len(request.body) > FORM_LIMIT:
