@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import re
+import subprocess
 import sys
 import threading
 import urllib.parse
@@ -530,6 +532,36 @@ def test_runs_page_draws_each_run_with_its_health(
     only = client("/runs?sync=9", headers=BEARER).text
     assert 'id="run-901"' in only
     assert "No run recorded" in client("/runs?sync=8", headers=BEARER).text
+
+
+@pytest.mark.parametrize(
+    ("target", "status"),
+    [
+        ("/deliveries/\u00b2", 404),
+        ("/deliveries/" + "9" * 30, 404),
+        ("/deliveries/-1", 404),
+        ("/?sync=" + "9" * 30, 400),
+        ("/?before=\u00b2", 400),
+        ("/runs?sync=\u0663", 400),
+        ("/live?after=" + "9" * 19, 400),
+    ],
+)
+def test_ids_that_are_not_plain_numbers_are_refused_not_crashed_on(
+    client: Client, target: str, status: int
+) -> None:
+    path, _, query = target.partition("?")  # servers hand over the path decoded, not the query
+    quoted = f"{path}?{urllib.parse.quote(query, safe='=')}" if query else path
+    assert client(quoted, headers=BEARER).status == status
+
+
+def test_import_loads_no_template_engine_until_an_inspector_is_built() -> None:
+    code = (
+        "import sys, json\n"
+        "import census_receiver.inspector\n"
+        "print(json.dumps(sorted(m for m in ('jinja2', 'markupsafe') if m in sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
 
 
 def test_head_answers_headers_only_and_other_methods_are_refused(client: Client) -> None:

@@ -275,8 +275,8 @@ class InspectorCore:
     def _route(self, request: InspectorRequest) -> InspectorResponse:
         path, method = request.path, request.method
         parts = path.strip("/").split("/")
-        if parts[0] == "deliveries" and len(parts) in (2, 3) and parts[1].isdigit():
-            delivery_id = int(parts[1])
+        delivery_id = _whole(parts[1]) if len(parts) in (2, 3) else None
+        if parts[0] == "deliveries" and delivery_id is not None:
             if len(parts) == 3 and parts[2] == "replay":
                 if method != "POST":
                     return self._plain(405, "method not allowed", [("allow", "POST")])
@@ -478,8 +478,9 @@ class InspectorCore:
             last_event = request.headers.get("last-event-id", "")
         except ValueError as exc:
             return self._error(request, 400, str(exc))
-        if last_event.isdigit():
-            after = max(after, int(last_event))
+        resumed = _whole(last_event)
+        if resumed is not None:
+            after = max(after, resumed)
         stream = LiveStream(self, request.root, filters, after)
         headers = [
             ("content-type", "text/event-stream; charset=utf-8"),
@@ -672,9 +673,17 @@ def _number(request: InspectorRequest, name: str) -> int | None:
     value = request.param(name)
     if value is None or value == "":
         return None
-    if not value.isdigit() or len(value) > 19:
+    number = _whole(value)
+    if number is None:
         raise ValueError(f"{name} must be a whole number, not {value[:40]!r}")
-    return int(value)
+    return number
+
+
+def _whole(text: str) -> int | None:
+    """``text`` as an id: ASCII digits only (``int`` takes others), within a 64-bit column."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        return None
+    return int(text)
 
 
 def _filters(request: InspectorRequest) -> dict[str, Any]:
