@@ -17,9 +17,7 @@ every adapter, ``handle`` and ``handle_async`` use::
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Collection, Iterable, Sequence
-from datetime import timedelta
+from collections.abc import Callable, Collection, Sequence
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -41,16 +39,28 @@ from .errors import (
     PayloadTooLarge,
     RequestRejected,
     WorkspaceNotAllowed,
-    shown_value,
 )
 from .events import Event, parse_event
-from .routing import Route, Router, check_registration
+from .registration import Registration
+from .settings import (
+    DEFAULT_DEADLINE,
+    DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_PATH,
+    DEFAULT_SLOW_HANDLING,
+    SECRET_ENV_VAR,
+    check_body_limit,
+    check_deadline,
+    check_path,
+    check_positive,
+    secrets_from,
+    workspace_ids,
+)
 from .signature import SecretSet, decode_signature, signature_from_headers
 from .stats import ReceiverStats
 from .workers import Workers
 
 if TYPE_CHECKING:
-    from ._types import Body, ErrorHook, Headers, Secret
+    from ._types import Body, Headers, Secret
     from .dedup import AsyncDedupStore, KeyFunction
     from .journal.base import Journal
     from .journal.running import JournalRunner
@@ -67,38 +77,8 @@ __all__ = [
     "check_path",
 ]
 
-#: The environment variable read when no ``secret`` is given.
-SECRET_ENV_VAR = "CENSUS_WEBHOOK_SECRET"
-#: Census payloads are well under 1 KiB; 1 MiB leaves room and bounds memory.
-DEFAULT_MAX_BODY_SIZE = 1_048_576
-#: With a store, answer 503 after this many seconds: Census gives up on an
-#: attempt after 10 s and would retry anyway.
-DEFAULT_DEADLINE = 8.0
-#: Where the adapters answer Census unless told otherwise.
-DEFAULT_PATH = "/webhooks/census"
-#: Log a warning when handling a delivery takes longer than this.
-DEFAULT_SLOW_HANDLING = 5.0
-
 _H = TypeVar("_H", bound=Callable[..., Any])
 _E = TypeVar("_E", bound=Callable[..., Any])
-
-
-def check_path(path: str) -> str:
-    """Check an adapter's webhook path.
-
-    Args:
-        path: the path the adapter answers, e.g. ``"/webhooks/census"``.
-
-    Returns:
-        ``path`` unchanged.
-
-    Raises:
-        ConfigurationError: if it does not start with ``/`` (the message leaves the
-            value out: some endpoints carry a token in their path).
-    """
-    if not isinstance(path, str) or not path.startswith("/"):
-        raise ConfigurationError("path must start with '/', e.g. '/webhooks/census'")
-    return path
 
 
 def check_receiver(receiver: object) -> WebhookReceiver:
@@ -119,36 +99,6 @@ def check_receiver(receiver: object) -> WebhookReceiver:
     return receiver
 
 
-def _secrets_from(secret: Secret | Sequence[Secret] | None) -> list[Secret]:
-    if secret is None:
-        from_env = os.environ.get(SECRET_ENV_VAR, "")
-        if not from_env:
-            raise ConfigurationError(
-                f"no webhook secret: pass secret=... or set {SECRET_ENV_VAR} "
-                "to the secret Census showed when the webhook was created"
-            )
-        return [from_env]
-    if isinstance(secret, str | bytes):
-        if not secret:
-            raise ConfigurationError("secret must not be empty")
-        return [secret]
-    if isinstance(secret, Iterable):
-        secrets = list(secret)
-        if not secrets:
-            raise ConfigurationError("secret must not be an empty list")
-        return secrets
-    raise ConfigurationError(
-        f"secret must be str, bytes or a list of them, not {type(secret).__name__}"
-    )
-
-
-def _positive(name: str, value: float | None, *, optional: bool = True) -> None:
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigurationError(f"{name} must be a positive number, not {shown_value(value)}")
-
-
 def _is_journal(journal: object) -> bool:
     # Imported only when a journal is given: the journal package loads sqlite3.
     from .journal.base import Journal
@@ -156,29 +106,19 @@ def _is_journal(journal: object) -> bool:
     return isinstance(journal, Journal)
 
 
-def _runner_for(
-    journal: Journal, pipeline: Pipeline, router: Router, reporter: Reporter
-) -> JournalRunner:
+def _runner_for(receiver: WebhookReceiver, journal: Journal) -> JournalRunner:
     from .journal.running import JournalRunner
 
-    return JournalRunner(journal, pipeline, router, reporter, [])
+    return JournalRunner(
+        journal,
+        receiver._pipeline,
+        receiver._router,
+        receiver._reporter,
+        receiver._overdue_hooks,
+    )
 
 
-def _workspaces(allowed: object) -> frozenset[int] | None:
-    if allowed is None:
-        return None
-    if isinstance(allowed, str | bytes) or not isinstance(allowed, Iterable):
-        raise ConfigurationError(
-            f"allowed_workspaces must be a collection of workspace ids, not "
-            f"{shown_value(allowed)}: write allowed_workspaces={{{shown_value(allowed)}}}"
-        )
-    ids = frozenset(allowed)
-    if not all(type(w) is int for w in ids):
-        raise ConfigurationError("allowed_workspaces must hold integer workspace ids")
-    return ids
-
-
-class WebhookReceiver:
+class WebhookReceiver(Registration):
     """Verifies Census deliveries and dispatches them to handlers.
 
     Args:
@@ -232,23 +172,11 @@ class WebhookReceiver:
         journal: Journal | None = None,
         acknowledge: str = "after_handlers",
     ) -> None:
-        self._secrets = SecretSet(_secrets_from(secret))
-        if (
-            isinstance(max_body_size, bool)
-            or not isinstance(max_body_size, int)
-            or max_body_size < 1
-        ):
-            raise ConfigurationError(
-                "max_body_size must be a positive number of bytes, not "
-                + shown_value(max_body_size)
-            )
-        _positive("deadline", deadline)
-        if deadline is not None and deadline >= 10:
-            raise ConfigurationError(
-                "deadline must be under 10 seconds: Census gives up on a delivery after 10 s"
-            )
-        _positive("slow_handling", slow_handling)
-        _positive("max_threads", max_threads, optional=False)
+        self._secrets = SecretSet(secrets_from(secret))
+        check_body_limit(max_body_size)
+        check_deadline(deadline)
+        check_positive("slow_handling", slow_handling)
+        check_positive("max_threads", max_threads, optional=False)
         if dedup is not None and not isinstance(dedup, DedupStore):
             raise ConfigurationError(
                 "dedup must be a store from census_receiver.dedup (InMemoryDedupStore, "
@@ -284,11 +212,10 @@ class WebhookReceiver:
         #: When deliveries are answered: ``"after_handlers"`` or ``"on_capture"``.
         self.acknowledge = acknowledge
         #: The workspace allowlist, or ``None`` for any workspace.
-        self.allowed_workspaces: frozenset[int] | None = _workspaces(allowed_workspaces)
+        self.allowed_workspaces: frozenset[int] | None = workspace_ids(allowed_workspaces)
         #: Counts of deliveries by event and outcome, and handling times.
         self.stats: ReceiverStats = stats if stats is not None else ReceiverStats()
-        self._router = Router()
-        self._error_hooks: list[ErrorHook] = []
+        super().__init__()
         claims: Claims | AsyncClaims | None = journal
         if dedup is not None:
             claims = (
@@ -312,12 +239,9 @@ class WebhookReceiver:
             deadline if claims is not None else None,
             dedup_fail_open,
             on_capture=acknowledge == "on_capture",
+            run_hooks=self._run_hooks,
         )
-        self._journal_runner = (
-            _runner_for(journal, self._pipeline, self._router, self._reporter)
-            if journal is not None
-            else None
-        )
+        self._journal_runner = _runner_for(self, journal) if journal is not None else None
         self.deadline = deadline
         self.dedup_fail_open = dedup_fail_open
         self.slow_handling = slow_handling
@@ -328,65 +252,6 @@ class WebhookReceiver:
             f"<WebhookReceiver secrets={len(self._secrets)} handlers={len(self._router)} "
             f"max_body_size={self.max_body_size} dedup={store}>"
         )
-
-    # -- registration -----------------------------------------------------------------
-
-    def on(self, *patterns: str, **filters: Any) -> Callable[[_H], _H]:
-        """Register the decorated function for events matching any of ``patterns``.
-
-        Every matching handler runs, in registration order. Handlers may be
-        ``async def``.
-
-        Args:
-            *patterns: event names or shell-style patterns: ``"sync.failed"``,
-                ``"sync.alert.*"``, ``"*"`` (``*`` spans dots).
-            **filters: payload fields the event must have, e.g.
-                ``status="emergency"``; a tuple/list/set lists allowed values and a
-                callable is a predicate on the field's value.
-
-        Returns:
-            A decorator that registers the function and returns it unchanged.
-
-        Raises:
-            ConfigurationError: if no pattern is given, a pattern is not a string,
-                or ``@receiver.on`` is written without parentheses.
-
-        Warns:
-            RegistrationWarning: for an event name, filter field or filter value that
-                no documented Census payload carries (with the closest one).
-        """
-        patterns_t = check_registration(patterns, filters, stacklevel=2)
-
-        def register(handler: _H) -> _H:
-            self._router.add(handler, patterns_t, filters)
-            return handler
-
-        return register
-
-    def on_error(self, hook: _E) -> _E:
-        """Register a function called as ``hook(exc, event)`` when a handler fails.
-
-        Use it to alert on failures; it runs before the 500 answer. A hook's own
-        failure is logged and otherwise ignored. May be ``async def``.
-
-        Args:
-            hook: the function.
-
-        Returns:
-            ``hook`` unchanged, so this works as a decorator.
-
-        Raises:
-            ConfigurationError: if ``hook`` is not callable.
-        """
-        if not callable(hook):
-            raise ConfigurationError("an error hook must be callable")
-        self._error_hooks.append(hook)
-        return hook
-
-    @property
-    def routes(self) -> tuple[Route, ...]:
-        """Every handler registration, in order."""
-        return self._router.routes
 
     # -- the pure steps ----------------------------------------------------------------
 
@@ -595,52 +460,6 @@ class WebhookReceiver:
         return triaged if isinstance(triaged, Outcome) else await triaged.run_async()
 
     # -- the journal: replay, workers, sync runs ---------------------------------------
-
-    def on_run_finished(self, hook: _E) -> _E:
-        """Register a function called as ``hook(run)`` once per finished sync run.
-
-        ``run`` is the ``RunRecord`` (succeeded or failed). The hook runs once per
-        run across processes and hosts, as part of handling the delivery that
-        finished the run, with the same answer and retry rules as a handler: if
-        it raises, that delivery is answered 500 and Census's retry calls it
-        again. Needs a journal. May be ``async def``.
-
-        Raises:
-            ConfigurationError: if ``hook`` is not callable, or there is no journal.
-        """
-        self._runner("on_run_finished")
-        if not callable(hook):
-            raise ConfigurationError("an on_run_finished hook must be callable")
-        self._pipeline.run_hooks.append(hook)
-        return hook
-
-    def on_run_overdue(self, *, after: timedelta) -> Callable[[_E], _E]:
-        """Register a function called as ``hook(run)`` once per run overdue by ``after``.
-
-        A run is overdue when it was triggered or started and has not finished
-        within ``after``. The worker (``run_pending``, ``census-receiver work``)
-        checks on every pass. Needs a journal. May be ``async def``.
-
-        Args:
-            after: how long a run may take before it counts as overdue.
-
-        Raises:
-            ConfigurationError: if ``after`` is not a positive ``timedelta``, or
-                there is no journal.
-        """
-        runner = self._runner("on_run_overdue")
-        if not isinstance(after, timedelta) or after <= timedelta(0):
-            raise ConfigurationError(
-                "after must be a positive timedelta, e.g. on_run_overdue(after=timedelta(hours=2))"
-            )
-
-        def register(hook: _E) -> _E:
-            if not callable(hook):
-                raise ConfigurationError("an on_run_overdue hook must be callable")
-            runner.overdue_hooks.append((after, hook))
-            return hook
-
-        return register
 
     def _runner(self, what: str) -> JournalRunner:
         if self._journal_runner is None:

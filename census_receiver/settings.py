@@ -1,0 +1,148 @@
+"""The receiver's settings: defaults, and the checks that turn a bad option into a clear error.
+
+No I/O but reading ``CENSUS_WEBHOOK_SECRET``. Every check raises
+``ConfigurationError`` naming the setting and what to write instead, at
+construction rather than at the first request, and never echoes a value that
+may be a secret.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from .errors import ConfigurationError, shown_value
+
+if TYPE_CHECKING:
+    from ._types import Secret
+
+__all__ = [
+    "DEFAULT_DEADLINE",
+    "DEFAULT_MAX_BODY_SIZE",
+    "DEFAULT_PATH",
+    "DEFAULT_SLOW_HANDLING",
+    "SECRET_ENV_VAR",
+    "check_body_limit",
+    "check_deadline",
+    "check_path",
+    "check_positive",
+    "secrets_from",
+    "workspace_ids",
+]
+
+#: The environment variable read when no ``secret`` is given.
+SECRET_ENV_VAR = "CENSUS_WEBHOOK_SECRET"
+#: Census payloads are well under 1 KiB; 1 MiB leaves room and bounds memory.
+DEFAULT_MAX_BODY_SIZE = 1_048_576
+#: With a store, answer 503 after this many seconds: Census gives up on an
+#: attempt after 10 s and would retry anyway.
+DEFAULT_DEADLINE = 8.0
+#: Where the adapters answer Census unless told otherwise.
+DEFAULT_PATH = "/webhooks/census"
+#: Log a warning when handling a delivery takes longer than this.
+DEFAULT_SLOW_HANDLING = 5.0
+
+
+def check_path(path: str) -> str:
+    """Check an adapter's webhook path.
+
+    Args:
+        path: the path the adapter answers, e.g. ``"/webhooks/census"``.
+
+    Returns:
+        ``path`` unchanged.
+
+    Raises:
+        ConfigurationError: if it does not start with ``/`` (the message leaves the
+            value out: some endpoints carry a token in their path).
+    """
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ConfigurationError("path must start with '/', e.g. '/webhooks/census'")
+    return path
+
+
+def secrets_from(secret: Secret | Sequence[Secret] | None) -> list[Secret]:
+    """The secrets given, or the one in ``CENSUS_WEBHOOK_SECRET`` when ``None``.
+
+    Raises:
+        ConfigurationError: for no secret, an empty one, or a wrong type.
+    """
+    if secret is None:
+        from_env = os.environ.get(SECRET_ENV_VAR, "")
+        if not from_env:
+            raise ConfigurationError(
+                f"no webhook secret: pass secret=... or set {SECRET_ENV_VAR} "
+                "to the secret Census showed when the webhook was created"
+            )
+        return [from_env]
+    if isinstance(secret, str | bytes):
+        if not secret:
+            raise ConfigurationError("secret must not be empty")
+        return [secret]
+    if isinstance(secret, Iterable):
+        secrets = list(secret)
+        if not secrets:
+            raise ConfigurationError("secret must not be an empty list")
+        return secrets
+    raise ConfigurationError(
+        f"secret must be str, bytes or a list of them, not {type(secret).__name__}"
+    )
+
+
+def check_positive(name: str, value: float | None, *, optional: bool = True) -> None:
+    """Check that ``value`` is a positive number (or ``None``, when ``optional``).
+
+    Raises:
+        ConfigurationError: naming ``name`` and the wrong value's type.
+    """
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigurationError(f"{name} must be a positive number, not {shown_value(value)}")
+
+
+def workspace_ids(allowed: object) -> frozenset[int] | None:
+    """``allowed_workspaces`` as a set of ids (``None`` stays ``None``).
+
+    Raises:
+        ConfigurationError: for a single id, a string, or ids that are not integers.
+    """
+    if allowed is None:
+        return None
+    if isinstance(allowed, str | bytes) or not isinstance(allowed, Iterable):
+        raise ConfigurationError(
+            f"allowed_workspaces must be a collection of workspace ids, not "
+            f"{shown_value(allowed)}: write allowed_workspaces={{{shown_value(allowed)}}}"
+        )
+    ids = frozenset(allowed)
+    if not all(type(w) is int for w in ids):
+        raise ConfigurationError("allowed_workspaces must hold integer workspace ids")
+    return ids
+
+
+def check_body_limit(max_body_size: object) -> int:
+    """Check ``max_body_size``: a positive number of bytes.
+
+    Raises:
+        ConfigurationError: naming the wrong value's type.
+    """
+    if isinstance(max_body_size, bool) or not isinstance(max_body_size, int) or max_body_size < 1:
+        raise ConfigurationError(
+            "max_body_size must be a positive number of bytes, not " + shown_value(max_body_size)
+        )
+    return max_body_size
+
+
+def check_deadline(deadline: float | None) -> float | None:
+    """Check ``deadline``: ``None``, or positive and under Census's 10 s.
+
+    Raises:
+        ConfigurationError: for a wrong value.
+    """
+    check_positive("deadline", deadline)
+    if deadline is not None and deadline >= 10:
+        raise ConfigurationError(
+            "deadline must be under 10 seconds: Census gives up on a delivery after 10 s"
+        )
+    return deadline
