@@ -19,8 +19,9 @@ loop; ``run_async`` awaits async handlers and runs sync ones in a worker
 thread. The deadline lives in the drivers, because only they know what waiting
 means on their path (see ``WebhookReceiver``'s ``deadline``).
 
-A store reaches the sequence through ``Claims``: a dedup store is adapted by
-``StoreClaims`` / ``AsyncStoreClaims``; a journal implements it itself.
+A store reaches the sequence through ``census_receiver.claims``: a dedup store
+is adapted by ``StoreClaims`` / ``AsyncStoreClaims``; a journal implements
+``Claims`` itself.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import logging
 from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from .answers import (
     ACCEPTED,
@@ -55,135 +56,15 @@ from .routing import describe, is_async_callable
 
 if TYPE_CHECKING:
     from ._types import Body, ErrorHook, RunHook
-    from .dedup import AsyncDedupStore, DedupStore, KeyFunction
+    from .claims import AsyncClaims, Claims
+    from .dedup import KeyFunction
     from .events import Event
     from .runs import RunRecord
     from .workers import Job, Workers
 
-__all__ = [
-    "AsyncClaims",
-    "AsyncStoreClaims",
-    "Claims",
-    "Pipeline",
-    "StoreClaims",
-    "VerifiedDelivery",
-]
+__all__ = ["Pipeline", "VerifiedDelivery"]
 
 logger = logging.getLogger("census_receiver")
-
-
-class Claims(Protocol):
-    """How the delivery sequence claims a delivery and records how it ended (sync).
-
-    A journal adds ``capture(delivery)`` (record it as pending, for a worker:
-    acknowledge on capture) and ``refuse(delivery, outcome)`` (keep a verified
-    body whose payload was refused).
-    """
-
-    #: Whether the calls wait on I/O (then ``run_async`` makes them in a worker thread).
-    blocking: bool
-    #: Whether every call gives up by itself well within the deadline (a database
-    #: timeout), so that ``run`` need not wait for it from another thread.
-    bounded: bool
-    #: The answer when the store cannot be reached.
-    unavailable: Answer
-
-    def claim(self, delivery: VerifiedDelivery) -> Claim:
-        """Claim ``delivery``: ``CLAIMED`` (run it), ``DONE`` or ``IN_PROGRESS``."""
-        ...
-
-    def settle(
-        self,
-        claim: Claim,
-        delivery: VerifiedDelivery,
-        outcome: Outcome | None,
-        error: BaseException | None,
-    ) -> None:
-        """Record how the claimed delivery ended: ``outcome`` is ``None`` if it never did."""
-        ...
-
-
-class AsyncClaims(Protocol):
-    """``Claims`` with coroutine steps, for stores with an asyncio client."""
-
-    #: The answer when the store cannot be reached.
-    unavailable: Answer
-
-    async def claim(self, delivery: VerifiedDelivery) -> Claim:
-        """Claim ``delivery``: ``CLAIMED`` (run it), ``DONE`` or ``IN_PROGRESS``."""
-        ...
-
-    async def settle(
-        self,
-        claim: Claim,
-        delivery: VerifiedDelivery,
-        outcome: Outcome | None,
-        error: BaseException | None,
-    ) -> None:
-        """Record how the claimed delivery ended: ``outcome`` is ``None`` if it never did."""
-        ...
-
-
-class StoreClaims:
-    """``Claims`` over a dedup store: claim the key; complete on 2xx, else release.
-
-    Args:
-        store: the dedup store.
-    """
-
-    __slots__ = ("blocking", "store")
-
-    bounded = False
-    unavailable = UNAVAILABLE
-
-    def __init__(self, store: DedupStore) -> None:
-        self.store = store
-        self.blocking: bool = getattr(store, "blocking", True)
-
-    def claim(self, delivery: VerifiedDelivery) -> Claim:
-        """Claim the delivery's key in the store."""
-        return self.store.claim(delivery.key())
-
-    def settle(
-        self,
-        claim: Claim,
-        delivery: VerifiedDelivery,
-        outcome: Outcome | None,
-        error: BaseException | None,
-    ) -> None:
-        """Complete the claim if the delivery was answered 2xx, else release it."""
-        if outcome is not None and outcome.ok:
-            self.store.complete(claim)
-        else:
-            self.store.release(claim)
-
-
-class AsyncStoreClaims:
-    """``StoreClaims`` for an ``AsyncDedupStore``."""
-
-    __slots__ = ("store",)
-
-    unavailable = UNAVAILABLE
-
-    def __init__(self, store: AsyncDedupStore) -> None:
-        self.store = store
-
-    async def claim(self, delivery: VerifiedDelivery) -> Claim:
-        """Claim the delivery's key in the store."""
-        return await self.store.claim(delivery.key())
-
-    async def settle(
-        self,
-        claim: Claim,
-        delivery: VerifiedDelivery,
-        outcome: Outcome | None,
-        error: BaseException | None,
-    ) -> None:
-        """Complete the claim if the delivery was answered 2xx, else release it."""
-        if outcome is not None and outcome.ok:
-            await self.store.complete(claim)
-        else:
-            await self.store.release(claim)
 
 
 @dataclass(slots=True, eq=False)

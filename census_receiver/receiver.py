@@ -22,15 +22,9 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .answers import IGNORED, Outcome, Reporter, printable
+from .claims import AsyncClaims, AsyncStoreClaims, Claims, StoreClaims
 from .dedup import DedupStore, default_key, is_async_store
-from .delivery import (
-    AsyncClaims,
-    AsyncStoreClaims,
-    Claims,
-    Pipeline,
-    StoreClaims,
-    VerifiedDelivery,
-)
+from .delivery import Pipeline, VerifiedDelivery
 from .errors import (
     ConfigurationError,
     InvalidSignature,
