@@ -10,15 +10,19 @@ a ratio of the large journal to the small one, medians of interleaved rounds):
 - the list filtered by status (failed, one delivery in 97), and by sync;
 - a page deep in the list (``before=`` the middle id);
 - one delivery;
-- one poll of the live stream with nothing new.
+- one poll of the live stream with nothing new;
+- the runs page: the last 20 runs of the 10 most recent syncs, and each
+  sync's health (``journal.sync_health``, which sums up to 1,000 runs: so
+  this page's cost grows until then, and is held to an aim only).
 
 The page header's status counts are reused for ``COUNTS_TTL`` seconds, so the
 pages above are timed as a person browsing sees them; counting itself
 (``journal.counts()``, one pass over an index) grows with the journal, and is
 shown on its own, for information.
 
-The check, in the same run: each page answers 200 and shows 50 rows (one for
-the delivery page).
+The journals hold one run per four deliveries (``census_runs`` filled too).
+The check, in the same run: each page answers 200 and shows its 50 rows (the
+runs page its 200 runs).
 
 Run on its own with ``python3 -m bench.inspector``.
 """
@@ -33,7 +37,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from census_receiver.inspector.core import InspectorCore, InspectorRequest
+from census_receiver.inspector.core import (
+    RUNS_PER_SYNC,
+    SYNCS_SHOWN,
+    InspectorCore,
+    InspectorRequest,
+)
 from census_receiver.journal import SQLiteJournal
 
 from .harness import Budget, Figure, Row, check, make_row, measure, run_alone
@@ -48,6 +57,8 @@ TOKEN = "bench-inspector-token"
 #: Every 97th delivery failed; every 11th is an ignored alert.
 FAILED_EVERY = 97
 SYNCS = 50
+#: The runs page draws the last runs of the most recent syncs.
+RUNS_SHOWN = SYNCS_SHOWN * RUNS_PER_SYNC
 
 PAGES: dict[str, str] = {
     "list": "/",
@@ -56,6 +67,7 @@ PAGES: dict[str, str] = {
     "deep": "/?before={middle}",
     "delivery": "/deliveries/{middle}",
     "live": "/live?after={last}",
+    "runs": "/runs",
 }
 FIGURES = [
     Figure(
@@ -67,13 +79,25 @@ FIGURES = [
         aim=1.5,
     )
     for name in PAGES
+    if name != "runs"
 ] + [
+    Figure(
+        f"inspector runs page: {LARGE:,} / {SMALL:,} deliveries, time",
+        "runs-large",
+        "runs-small",
+        "time",
+        aim=3.0,
+        note=(
+            "each sync's health sums up to its last 1,000 runs (journal.sync_health): "
+            "bounded, not paged; here 500 runs per sync against 25"
+        ),
+    ),
     Figure(
         f"journal.counts() behind the header: {LARGE:,} / {SMALL:,} deliveries, time",
         "counts-large",
         "counts-small",
         "time",
-    )
+    ),
 ]
 
 _EVENTS = ("sync.triggered", "sync.started", "sync.completed", "sync.success")
@@ -93,7 +117,7 @@ def fill_journal(journal: SQLiteJournal, count: int) -> None:
     start = time.time() - count
     rows = []
     for i in range(count):
-        sync = 1000 + i % SYNCS
+        sync = 1000 + (i // 4) % SYNCS
         run = 500_000 + i // 4
         if i % FAILED_EVERY == FAILED_EVERY - 1:
             event, status, answer = "sync.failed", "failed", (500, "handler_error")
@@ -106,6 +130,15 @@ def fill_journal(journal: SQLiteJournal, count: int) -> None:
         ).encode()
         at = start + i
         rows.append((f"bench:{i}", event, 3167, sync, run, body, status, 1, 1, at, at, *answer))
+    # Each four deliveries are one run, queued a second and run two.
+    runs = [
+        (
+            500_000 + r, 1000 + r % SYNCS, 3167, start + 4 * r, start + 4 * r,
+            start + 4 * r + 1, start + 4 * r + 3, start + 4 * r + 3, "ok", "succeeded",
+            start + 4 * r + 3, start + 4 * r + 3,
+        )
+        for r in range(count // 4)
+    ]  # fmt: skip
     connection = sqlite3.connect(journal.path)
     try:
         with connection:
@@ -114,6 +147,13 @@ def fill_journal(journal: SQLiteJournal, count: int) -> None:
                 "body, status, attempts, tries, received_at, updated_at, answer_status, "
                 "answer_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
+            )
+            connection.executemany(
+                "INSERT INTO census_runs (sync_run_id, sync_id, workspace_id, first_seen_at, "
+                "triggered_at, started_at, completed_at, success_at, completed_status, status, "
+                "finished_at, updated_at, finish_handled) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                runs,
             )
     finally:
         connection.close()
@@ -147,6 +187,10 @@ def _check(core: InspectorCore, name: str, target: str, size: int) -> None:
     check(response.status == 200, f"{name} on {size:,}: answered {response.status}")
     if response.stream is not None:
         check(response.stream.poll() == b"", f"live on {size:,}: sent rows with nothing new")
+        return
+    if name == "runs":
+        bars = len(re.findall(rb'<div class="run" id="run-', response.body))
+        check(bars == RUNS_SHOWN, f"runs on {size:,}: {bars} runs drawn, not {RUNS_SHOWN}")
         return
     rows = len(re.findall(rb'<tr id="d-', response.body))
     expected = 0 if name == "delivery" else 50

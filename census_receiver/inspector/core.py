@@ -67,6 +67,9 @@ CSRF_COOKIE = "census_inspector_csrf"
 CSRF_FIELD = "csrf"
 #: Deliveries per page of the list.
 PAGE = 50
+#: The runs page shows this many syncs (the most recently active), and this many runs of each.
+SYNCS_SHOWN = 10
+RUNS_PER_SYNC = 20
 #: A replay form is a few dozen bytes; anything much larger is not one.
 FORM_LIMIT = 4096
 #: Seconds the status counts in the page header are reused: counting reads every
@@ -463,9 +466,10 @@ class InspectorCore:
         except ValueError as exc:
             return self._error(request, 400, str(exc))
         journal = self.journal
-        syncs = [only] if only is not None else journal.syncs(limit=20)
+        syncs = [only] if only is not None else journal.syncs(limit=SYNCS_SHOWN)
         shown = [
-            (journal.sync_health(sync), journal.runs(sync_id=sync, limit=30)) for sync in syncs
+            (journal.sync_health(sync), journal.runs(sync_id=sync, limit=RUNS_PER_SYNC))
+            for sync in syncs
         ]
         return self._page(
             request, "runs.html", section="runs", syncs=shown, only=only, now=time.time()
