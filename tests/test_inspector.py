@@ -271,6 +271,14 @@ def test_inspector_refuses_an_empty_token(journal: SQLiteJournal) -> None:
         Inspector(journal, token="")
 
 
+@pytest.mark.parametrize("interval", [0, -1, 61, True, "1"])
+def test_inspector_refuses_a_live_interval_out_of_range(
+    journal: SQLiteJournal, interval: object
+) -> None:
+    with pytest.raises(ConfigurationError, match="live_interval"):
+        Inspector(journal, token=TOKEN, live_interval=interval)  # type: ignore[arg-type]
+
+
 def test_inspector_refuses_something_that_is_not_a_journal() -> None:
     with pytest.raises(ConfigurationError, match="must be a Journal"):
         Inspector("census.db", token=TOKEN)  # type: ignore[arg-type]

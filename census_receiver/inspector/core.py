@@ -168,8 +168,8 @@ class InspectorCore:
 
     Raises:
         ConfigurationError: with neither ``token`` nor ``auth``, an empty token,
-            a ``journal`` that is not a ``Journal``, or a receiver that records
-            to another journal.
+            a ``journal`` that is not a ``Journal``, a receiver that records to
+            another journal, or a ``live_interval`` not within (0, 60] seconds.
         ImportError: without Jinja2 (the ``inspector`` extra).
     """
 
@@ -203,6 +203,10 @@ class InspectorCore:
             raise ConfigurationError("token must be a non-empty str or bytes")
         if auth is not None and not callable(auth):
             raise ConfigurationError(f"auth must be callable, not {type(auth).__name__}")
+        if isinstance(live_interval, bool) or not isinstance(live_interval, int | float):
+            raise ConfigurationError("live_interval must be a number of seconds")
+        if not 0 < live_interval <= 60:
+            raise ConfigurationError(f"live_interval must be within (0, 60] s, not {live_interval}")
         self.journal = journal
         self.receiver = receiver
         self.auth = auth
@@ -242,6 +246,10 @@ class InspectorCore:
     def closed(self) -> bool:
         """Whether ``close`` was called."""
         return self._closed.is_set()
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep for ``seconds``, or until ``close`` is called."""
+        self._closed.wait(seconds)
 
     # -- entry point --------------------------------------------------------------------
 
@@ -587,7 +595,7 @@ class LiveStream:
 
     def wait(self) -> None:
         """Sleep until the next poll is due (or the inspector closes)."""
-        self.core._closed.wait(self.interval)
+        self.core.sleep(self.interval)
 
     def poll(self) -> bytes:
         """The events for what changed since the last poll (blocking; may be empty).
