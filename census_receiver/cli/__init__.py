@@ -14,6 +14,8 @@
                           [--show ID | --rejections]
     census-receiver replay --app MODULE:ATTR (ID... | --failed [--limit N]) [--force]
     census-receiver work --app MODULE:ATTR [--poll SECONDS] [--prune-every SECONDS] [--once]
+    census-receiver runs (--app MODULE:ATTR | --journal FILE) [--sync ID] [--status S]
+                          [--overdue DURATION | --health | --show ID] [--limit N] [--json]
 
 ``--secret`` defaults to ``CENSUS_WEBHOOK_SECRET``. ``send``, ``sign`` and
 ``verify`` need only the standard library; ``serve`` runs under uvicorn (the
@@ -25,13 +27,13 @@ journal, or a function of no arguments returning one.
 Exit status: 0 on success; 1 when a delivery is answered non-2xx (``send``, a
 ``replay``) or a signature does not verify; 2 for bad arguments; 3 for bad input
 (a malformed ``--set``, an unreadable file, no secret, a missing extra, an app
-that cannot be imported or has no journal, an unknown delivery id); 4 when the
-URL or the journal's database cannot be reached; 5 when ``serve`` cannot listen
-on its address; 130 when a second Ctrl-C or SIGTERM stops ``work`` in the middle
-of a delivery.
+that cannot be imported or has no journal, no journal file, an unknown delivery
+or run id); 4 when the URL or the journal's database cannot be reached; 5 when
+``serve`` cannot listen on its address; 130 when a second Ctrl-C or SIGTERM
+stops ``work`` in the middle of a delivery.
 
 Each command lives in a module of this package (``send``, ``signing``,
-``serve``, ``journal``) with ``add_parsers(commands)``, which registers its
+``serve``, ``journal``, ``runs``) with ``add_parsers(commands)``, which registers its
 sub-commands and gives each its ``run(args, prog) -> int`` with
 ``set_defaults(run=...)``. A new module joins by being listed in
 ``COMMAND_MODULES``; shared helpers are the public names of ``common``, and
@@ -49,7 +51,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from .. import __version__
-from . import journal, send, serve, signing
+from . import journal, runs, send, serve, signing
 from .common import (
     EXIT_INPUT,
     EXIT_LISTEN,
@@ -87,7 +89,7 @@ class CommandModule(Protocol):
 
 
 #: The command modules, in the order their sub-commands are listed in the help.
-COMMAND_MODULES: tuple[CommandModule, ...] = (serve, send, signing, journal)
+COMMAND_MODULES: tuple[CommandModule, ...] = (serve, send, signing, journal, runs)
 
 
 def _invocation() -> str:
@@ -112,10 +114,15 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """
     parser = argparse.ArgumentParser(
         prog=prog or "census-receiver",
-        description="Receive, send, sign and verify Census sync-lifecycle webhooks.",
+        description=(
+            "Receive, send, sign and verify Census sync-lifecycle webhooks; list, replay "
+            "and run the deliveries and sync runs your receiver's journal recorded."
+        ),
         epilog=(
-            "exit status: 0 ok; 1 answered non-2xx or not verified; 2 bad arguments; "
-            "3 bad input; 4 URL unreachable; 5 cannot listen"
+            "exit status: 0 ok; 1 answered non-2xx, not verified, or a replay failed; "
+            "2 bad arguments; 3 bad input (an app that cannot be imported or has no journal, "
+            "an unknown id); 4 URL or journal database unreachable; 5 cannot listen; "
+            "130 work stopped at once by a second Ctrl-C or SIGTERM"
         ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")

@@ -55,9 +55,11 @@ EXIT_OK = 0
 EXIT_REFUSED = 1
 #: Bad arguments (argparse's own status).
 EXIT_USAGE = 2
-#: Bad input: a malformed ``--set``, an unreadable file, no secret, a missing extra.
+#: Bad input: a malformed ``--set``, an unreadable file, no secret, a missing extra,
+#: an app that cannot be imported or has no journal, an unknown delivery or run id.
 EXIT_INPUT = 3
-#: The URL could not be reached, or gave no answer in time.
+#: The URL could not be reached, or gave no answer in time; or the journal's
+#: database could not be reached.
 EXIT_UNREACHABLE = 4
 #: ``serve`` could not listen on the address it was given.
 EXIT_LISTEN = 5
