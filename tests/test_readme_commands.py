@@ -59,7 +59,7 @@ def test_readme_first_command_serves_and_its_send_command_is_verified(tmp_path: 
 
     # Installed into the venv, importable from anywhere, with the serve extra and the script.
     probe = subprocess.run(
-        ["python3", "-c", "import census_receiver, starlette, uvicorn, sys; print(sys.prefix)"],
+        ["python3", "-c", "import census_receiver, jinja2, uvicorn, sys; print(sys.prefix)"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
