@@ -131,6 +131,9 @@ class Journal(RunLog):
     column_types: ClassVar[dict[str, str]] = {}
     #: What a worker's pick of due rows adds to lock them (PostgreSQL: skip locked rows).
     take_due_lock: ClassVar[str] = ""
+    #: A statement run before creating the tables, so processes starting together
+    #: do not create them at once (PostgreSQL: an advisory lock).
+    schema_lock: ClassVar[str] = ""
 
     def __init__(
         self,
@@ -190,6 +193,8 @@ class Journal(RunLog):
     def create_tables(self) -> None:
         """Create the journal's tables and indexes if they do not exist yet."""
         with self.transaction() as cur:
+            if self.schema_lock:
+                cur.execute(self.schema_lock, ())
             for statement in sql.SCHEMA:
                 cur.execute(statement.format(**self.column_types), ())
 

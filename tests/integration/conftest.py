@@ -157,9 +157,13 @@ def deliver_many(url: str, run_ids: range, *, forged: bool = False) -> list[int]
         make_delivery("sync.failed", secret=SECRET, bad_signature=forged, sync_run_id=n)
         for n in run_ids
     ]
-    limits = httpx.Limits(max_connections=100)
+    # "Connection: close": a pool shared by threads may hand out an idle keep-alive
+    # connection that another thread is closing (encode/httpcore#1110).
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=0)
     with (
-        httpx.Client(base_url=url, timeout=WAIT * 3, limits=limits) as client,
+        httpx.Client(
+            base_url=url, timeout=WAIT * 3, limits=limits, headers={"Connection": "close"}
+        ) as client,
         ThreadPoolExecutor(100) as pool,
     ):
         posts = [

@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -255,7 +256,7 @@ def test_on_capture_500_deliveries_two_workers_one_killed_mid_handler_each_once(
 
 
 #: A successful run's events, in Census's order.
-LIFECYCLE = [
+LIFECYCLE: list[tuple[str, dict[str, Any]]] = [
     ("sync.triggered", {}),
     ("sync.started", {}),
     ("sync.completed", {"status": "ok"}),
