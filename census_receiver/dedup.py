@@ -288,6 +288,9 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 _STATES = {1: ClaimState.CLAIMED, 2: ClaimState.DONE, 3: ClaimState.IN_PROGRESS}
+#: Unanswered claims remembered at most (a long outage under load): older ones expire
+#: with their lease anyway.
+_UNANSWERED_KEPT = 10_000
 
 _STATES = {1: ClaimState.CLAIMED, 2: ClaimState.DONE, 3: ClaimState.IN_PROGRESS}
 
@@ -298,6 +301,12 @@ class _RedisScripts:
     ``register_script`` hands back a Script (sync client) or an AsyncScript, whose
     call returns the reply or an awaitable of it; each runs EVALSHA, then EVAL
     once if the server does not know the script (after a restart).
+
+    A claim whose answer never came (the client timed out on a Redis that had
+    stopped answering) may still be applied when Redis resumes, holding the key
+    under a token nobody has. Its token is kept, and released before the next
+    claim this store makes, so Census's next retry is not answered 409 for the
+    whole lease.
     """
 
     def __init__(self, client: Any, *, ttl: float, lease: float, prefix: str) -> None:
@@ -316,6 +325,9 @@ class _RedisScripts:
         self._claim: Callable[..., Any] = client.register_script(_CLAIM)
         self._complete: Callable[..., Any] = client.register_script(_COMPLETE)
         self._release: Callable[..., Any] = client.register_script(_RELEASE)
+        #: (key, token) of claims whose answer never came: released once Redis answers.
+        self._unanswered: list[tuple[str, str]] = []
+        self._unanswered_lock = threading.Lock()
         pool = getattr(client, "connection_pool", None)
         options = getattr(pool, "connection_kwargs", None)
         if isinstance(options, dict) and options.get("socket_timeout") is None:
@@ -330,6 +342,20 @@ class _RedisScripts:
         return (
             f"{type(self).__name__}(ttl={self.ttl!r}, lease={self.lease!r}, prefix={self.prefix!r})"
         )
+
+    def _unanswered_claim(self, key: str, token: str) -> None:
+        with self._unanswered_lock:
+            if len(self._unanswered) < _UNANSWERED_KEPT:
+                self._unanswered.append((self.prefix + key, token))
+
+    def _take_unanswered(self) -> list[tuple[str, str]]:
+        with self._unanswered_lock:
+            taken, self._unanswered = self._unanswered, []
+        return taken
+
+    def _keep_unanswered(self, pending: list[tuple[str, str]]) -> None:
+        with self._unanswered_lock:
+            self._unanswered[:0] = pending
 
     def _unavailable(self, step: str, exc: Exception) -> DedupUnavailable:
         # Name the failure by type only: redis-py's messages carry host names and
@@ -396,12 +422,24 @@ class RedisDedupStore(_RedisScripts):
         Raises:
             DedupUnavailable: when Redis cannot be reached or fails.
         """
+        if self._unanswered:
+            self._release_unanswered()
         token = secrets.token_hex(16)
         try:
             state = self._claim(keys=[self.prefix + key], args=[token, self._lease_ms])
         except self._errors as exc:
+            self._unanswered_claim(key, token)  # it may be applied once Redis resumes
             raise self._unavailable("claim", exc) from None
         return self._claimed(key, int(state), token)
+
+    def _release_unanswered(self) -> None:
+        pending = self._take_unanswered()
+        for done, (key, token) in enumerate(pending):
+            try:
+                self._release(keys=[key], args=[token])
+            except self._errors:
+                self._keep_unanswered(pending[done:])  # still down: next time
+                return
 
     def complete(self, claim: Claim) -> None:
         """Mark the claimed key done for ``ttl`` seconds, if the claim is still held.
@@ -464,12 +502,24 @@ class AsyncRedisDedupStore(_RedisScripts):
         Raises:
             DedupUnavailable: when Redis cannot be reached or fails.
         """
+        if self._unanswered:
+            await self._release_unanswered()
         token = secrets.token_hex(16)
         try:
             state = await self._claim(keys=[self.prefix + key], args=[token, self._lease_ms])
         except self._errors as exc:
+            self._unanswered_claim(key, token)  # it may be applied once Redis resumes
             raise self._unavailable("claim", exc) from None
         return self._claimed(key, int(state), token)
+
+    async def _release_unanswered(self) -> None:
+        pending = self._take_unanswered()
+        for done, (key, token) in enumerate(pending):
+            try:
+                await self._release(keys=[key], args=[token])
+            except self._errors:
+                self._keep_unanswered(pending[done:])  # still down: next time
+                return
 
     async def complete(self, claim: Claim) -> None:
         """Mark the claimed key done for ``ttl`` seconds, if the claim is still held.
