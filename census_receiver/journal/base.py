@@ -64,6 +64,8 @@ DEFAULT_RETENTION = 30 * 86400.0
 DEFAULT_MAX_TRIES = 8
 #: Seconds before a worker's first retry; doubled after each further failure.
 DEFAULT_BACKOFF = 10.0
+#: Claims whose answer never came, remembered to be freed (older ones expire with their lease).
+UNANSWERED_KEPT = 10_000
 #: Refusals kept in the rejection log, newest first.
 REJECTIONS_KEPT = 1000
 
@@ -158,6 +160,8 @@ class Journal(RunLog):
             collections.deque(maxlen=REJECTIONS_KEPT)
         )
         self._rejections_lock = threading.Lock()
+        self._unanswered: list[tuple[str, str]] = []
+        self._unanswered_lock = threading.Lock()
 
     # -- the backend's part -------------------------------------------------------------
 
@@ -212,8 +216,20 @@ class Journal(RunLog):
         now = self.clock()
         token = secrets.token_hex(16)
         key = delivery.key()
+        try:
+            return self._claim(delivery, key, token, now)
+        except JournalUnavailable:
+            # A database that went on to commit after the client gave up would hold
+            # the delivery under this token: forget it at the next claim.
+            with self._unanswered_lock:
+                if len(self._unanswered) < UNANSWERED_KEPT:
+                    self._unanswered.append((key, token))
+            raise
+
+    def _claim(self, delivery: VerifiedDelivery, key: str, token: str, now: float) -> JournalClaim:
         with self.transaction() as cur:
             self._flush_rejections(cur)
+            self._release_unanswered(cur)
             row = cur.execute(
                 sql.INSERT_RUNNING,
                 (*_identity(delivery, key), "running", 1, 1, now, now, token, now + self.lease),
@@ -398,6 +414,15 @@ class Journal(RunLog):
         """
         with self._rejections_lock:
             self._rejections.append((self.clock(), status, reason, remote, size))
+
+    def _release_unanswered(self, cur: _Cursor) -> None:
+        """Free the claims this journal made whose answer never came (see ``claim``)."""
+        if not self._unanswered:
+            return
+        with self._unanswered_lock:
+            pending, self._unanswered = self._unanswered, []
+        for key, token in pending:
+            cur.execute(sql.RELEASE_UNANSWERED, (self.clock(), key, token))
 
     def _flush_rejections(self, cur: _Cursor) -> None:
         if not self._rejections:

@@ -62,6 +62,9 @@ class PostgresJournal(Journal):
         "time": "DOUBLE PRECISION",
     }
     take_due_lock = " FOR UPDATE SKIP LOCKED"
+    # statement_timeout bounds what the server does, not a network that stops
+    # answering: under a deadline, handle() waits for the claim from another thread.
+    bounded = False
     # Workers starting at once would race on CREATE TABLE IF NOT EXISTS, which is
     # not atomic in PostgreSQL (a unique violation in pg_type): one at a time.
     schema_lock = "SELECT pg_advisory_xact_lock(1667591795)"

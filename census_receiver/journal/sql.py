@@ -247,3 +247,8 @@ PRUNE_RUN_ALERTS = (
     "DELETE FROM census_run_alerts WHERE sync_run_id NOT IN (SELECT sync_run_id FROM census_runs)"
 )
 RENEW_LEASE = "UPDATE census_deliveries SET lease_until = ? WHERE id = ? AND lease_token = ?"
+# A claim whose answer never came, applied after all: freed for the next attempt.
+RELEASE_UNANSWERED = (
+    "UPDATE census_deliveries SET status = 'failed', lease_token = NULL, lease_until = NULL, "
+    "updated_at = ? WHERE key = ? AND lease_token = ? AND status = 'running'"
+)
