@@ -5,6 +5,7 @@ Forwarding to a real server is in tests/integration/test_cli_serve.py.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -80,6 +81,12 @@ def exec_relay(*commands: str, timeout: float = 10.0) -> tuple[Relay, bytes, lis
     return Relay(commands=commands, timeout=timeout), make_body("sync.failed", sync_id=7), []
 
 
+def relayed(relay: Relay, body: bytes, notes: list[str]) -> None:
+    """Relay ``body`` as serve does while handling a request."""
+    with relay.handling(body, [], notes):
+        relay.handler("s3cret")(parse_event(body))
+
+
 def test_exec_gets_the_body_on_stdin_and_the_ids_in_the_environment(tmp_path: Path) -> None:
     sink = tmp_path / "seen"
     script = (
@@ -87,7 +94,7 @@ def test_exec_gets_the_body_on_stdin_and_the_ids_in_the_environment(tmp_path: Pa
         "os.environ['CENSUS_SYNC_ID'] + ' ' + sys.stdin.read()); print('done')"
     )
     relay, body, notes = exec_relay(f'{sys.executable} -c "{script}" {sink}')
-    relay.endpoint(body, [], notes)(parse_event(body))
+    relayed(relay, body, notes)
     assert sink.read_text() == f"sync.failed 7 {body.decode()}"
     assert notes[0].endswith(": exit 0") and notes[1] == "  done"
 
@@ -95,17 +102,26 @@ def test_exec_gets_the_body_on_stdin_and_the_ids_in_the_environment(tmp_path: Pa
 def test_exec_that_fails_raises_so_the_delivery_is_answered_500() -> None:
     relay, body, notes = exec_relay("echo first", "exit 3")
     with pytest.raises(RelayFailed, match="exec 'exit 3': exit 3"):
-        relay.endpoint(body, [], notes)(parse_event(body))
+        relayed(relay, body, notes)
     assert notes == ["exec 'echo first': exit 0", "  first", "exec 'exit 3': exit 3"]
 
 
 def test_exec_that_runs_too_long_is_killed() -> None:
     relay, body, notes = exec_relay("sleep 5", timeout=0.2)
     with pytest.raises(RelayFailed, match="timed out"):
-        relay.endpoint(body, [], notes)(parse_event(body))
+        relayed(relay, body, notes)
     assert notes == ["exec 'sleep 5': killed after 0.2 s"]
 
 
 def test_a_relay_with_nothing_to_do_succeeds() -> None:
     body = make_body("sync.started")
-    assert Relay().endpoint(body, [], [])(parse_event(body)) is None
+    relayed(Relay(), body, [])  # raises nothing
+
+
+def test_a_replayed_delivery_is_relayed_as_its_payload_signed_anew(tmp_path: Path) -> None:
+    sink = tmp_path / "seen"
+    relay = Relay(commands=[f"cat > {sink}"])
+    body = make_body("sync.failed", sync_id=7)
+    # No request being handled: a replay from the journal.
+    relay.handler("s3cret")(parse_event(body))
+    assert json.loads(sink.read_text()) == json.loads(body)

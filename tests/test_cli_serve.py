@@ -47,6 +47,8 @@ class Served:
             allowed_workspaces=allowed_workspaces,
         )
         self.out = io.StringIO()
+        relay = relay if relay is not None else Relay()
+        self.receiver.on("*")(relay.handler(SECRET))  # as serve registers it
         self.app = ServeApp(
             self.receiver, Console(self.out), path=PATH, relay=relay, fallback=fallback
         )

@@ -1,22 +1,28 @@
 """The relays of ``census-receiver serve``: ``--forward URL`` and ``--exec CMD``.
 
-Each verified delivery is relayed as the receiver's ``endpoint``, that is as
+Each verified delivery is relayed by a handler registered for every event, as
 part of handling it: a relay that fails makes the delivery answer 500 (Census
-would retry it) and, with ``--dedup``, keeps it from being remembered as done.
-A forward sends the same bytes with the same ``X-Signature``, so the app
-behind it verifies them as it would Census's; a command gets the body on
-stdin and the event's ids in ``CENSUS_*`` environment variables.
+would retry it) and keeps it from being remembered as done. A forward sends
+the same bytes with the same ``X-Signature``, so the app behind it verifies
+them as it would Census's; a command gets the body on stdin and the event's ids
+in ``CENSUS_*`` environment variables. ``ServeApp`` hands the request's bytes
+to the handler (``Relay.handling``); a delivery replayed from the journal (the
+inspector's button) is relayed as its recorded payload, signed anew with
+serve's secret.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import json
 import os
 import subprocess
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from ..signature import signature_from_headers
+from ..signature import compute_signature, signature_from_headers
 from .common import EXIT_INPUT, SHOWN_CHARS, TIMEOUT, CommandFailed, is_loopback, post
 
 if TYPE_CHECKING:
@@ -24,6 +30,12 @@ if TYPE_CHECKING:
     from ..events import Event
 
 __all__ = ["Relay", "RelayFailed", "check_forward", "relays_to_itself"]
+
+
+#: The request being handled, for the relay handler: body, headers, console notes.
+_REQUEST: contextvars.ContextVar[tuple[bytes, Headers, list[str]] | None] = contextvars.ContextVar(
+    "census_relay_request", default=None
+)
 
 
 class RelayFailed(Exception):
@@ -103,21 +115,41 @@ class Relay:
         self.commands = tuple(commands)
         self.timeout = timeout
 
-    def endpoint(self, body: bytes, headers: Headers, notes: list[str]) -> Callable[[Event], None]:
-        """The endpoint that relays one delivery, for ``receiver.triage``.
-
-        It is a plain function, so the receiver runs it in a worker thread.
+    @contextlib.contextmanager
+    def handling(self, body: bytes, headers: Headers, notes: list[str]) -> Iterator[None]:
+        """Within the block, the relay handler relays this request's own bytes.
 
         Args:
             body: the exact request body.
             headers: the request headers (they hold its one X-Signature once verified).
             notes: where to append a line about each relay, for the console.
+        """
+        token = _REQUEST.set((body, headers, notes))
+        try:
+            yield
+        finally:
+            _REQUEST.reset(token)
+
+    def handler(self, secret: str) -> Callable[[Event], None]:
+        """The handler that relays each delivery, to register for every event.
+
+        It is a plain function, so the receiver runs it in a worker thread.
+
+        Args:
+            secret: signs a replayed delivery's payload for ``--forward``.
 
         Returns:
             ``relay(event)``, which raises ``RelayFailed`` if any relay failed.
         """
 
         def relay(event: Event) -> None:
+            current = _REQUEST.get()
+            if current is None:  # a replay from the journal: no request, the payload
+                body = json.dumps(dict(event.raw)).encode()
+                headers: Headers = {"x-signature": compute_signature(body, secret)}
+                notes: list[str] = []
+            else:
+                body, headers, notes = current
             failures = self._forward(body, headers, notes)
             for command in self.commands:
                 error = self._run(command, body, event, notes)

@@ -9,8 +9,9 @@
 A plain ``WebhookReceiver`` answers the deliveries, through ``ServeApp``: a
 small pure ASGI app that uses the receiver's public steps only (``check_request``,
 ``triage``, ``run_async``) and shows each answer on the console, refusals
-included. The relays run as the delivery's endpoint (see ``relay``). ``serve``
-runs the app under uvicorn (the ``serve`` extra), imported only when it starts,
+included. The relays run as a handler for every event (see ``relay``); every
+other path is the inspector page over the journal, behind a token printed at
+start. ``serve`` runs the app under uvicorn (the ``serve`` extra), imported only when it starts,
 on a socket bound here so that a port in use is reported before anything starts.
 
 The receiver records every verified delivery in a SQLite journal: ``--journal
@@ -42,6 +43,7 @@ from ..answers import Answer, Outcome, answer
 from ..bodies import read_asgi_body
 from ..dedup import default_key
 from ..errors import ConfigurationError
+from ..inspector import Inspector
 from ..journal import SQLiteJournal
 from ..receiver import (
     DEFAULT_DEADLINE,
@@ -170,8 +172,6 @@ class ServeApp:
         self.receiver = check_receiver(receiver)
         self.console = console
         self.path = check_path(path)
-        # Always an endpoint, even with no relay: a verified delivery is then
-        # "handled" ({"status": "ok"}), not "ignored" for want of a handler.
         self.relay = relay if relay is not None else Relay()
         self.fallback = fallback
 
@@ -199,9 +199,9 @@ class ServeApp:
             if body is None:  # the client left: nobody to answer, nothing to handle
                 return
             notes: list[str] = []
-            relay = self.relay.endpoint(body, headers, notes)
-            triaged = receiver.triage(body, headers, endpoint=relay)
-            outcome = triaged if isinstance(triaged, Outcome) else await triaged.run_async()
+            with self.relay.handling(body, headers, notes):
+                triaged = receiver.triage(body, headers)
+                outcome = triaged if isinstance(triaged, Outcome) else await triaged.run_async()
             self.console.delivery(outcome, body, notes)
         await _send_outcome(send, outcome)
 
@@ -311,7 +311,24 @@ def run(args: argparse.Namespace, prog: str) -> int:
         # As before the journal: a deadline (503 at 8 s) only with --dedup.
         deadline=DEFAULT_DEADLINE if args.dedup else None,
     )
-    app = ServeApp(receiver, console, path=args.path, relay=Relay(args.forward, args.exec_))
+    relay = Relay(args.forward, args.exec_)
+    # For every event, even with no relay: a verified delivery is then "handled"
+    # ({"status": "ok"}), not "ignored" for want of a handler.
+    receiver.on("*")(relay.handler(found[0]))
+    token = secrets.token_urlsafe(24)
+    try:
+        inspector = Inspector(journal, receiver=receiver, token=token)
+    except ImportError as exc:  # Jinja2 (the serve extra has it)
+        sock.close()
+        journal.close()
+        if folder is not None:
+            folder.cleanup()
+        raise CommandFailed(
+            EXIT_INPUT,
+            f"serve needs {exc.name or 'jinja2'}: python3 -m pip install 'census-receiver[serve]'",
+        ) from None
+    app = ServeApp(receiver, console, path=args.path, relay=relay, fallback=inspector)
+    page = _shown_url(args.host, sock.getsockname()[1], "/") + f"?token={token}"
     url = _shown_url(args.host, sock.getsockname()[1], args.path)
     config = uvicorn.Config(
         app, log_config=None, log_level="warning", access_log=False, lifespan="off"
@@ -323,6 +340,12 @@ def run(args: argparse.Namespace, prog: str) -> int:
             if self.started:
                 _announce(console, prog, url, found[0] if generated else None, len(found))
                 _announce_journal(console, prog, journal, kept=folder is None)
+                console.line(f"Inspector: {page}")
+                console.line("")
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            inspector.close()  # end the open live lists, or a stop waits for every browser tab
+            await super().shutdown(sockets)
 
     logger = logging.getLogger("census_receiver")
     notes = NoteHandler(console)

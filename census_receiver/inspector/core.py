@@ -267,6 +267,10 @@ class InspectorCore:
             return self._static_file(request, path.removeprefix("/static/"))
         if request.method not in ("GET", "HEAD", "POST"):
             return self._plain(405, "method not allowed", [("allow", "GET, HEAD, POST")])
+        if request.method == "POST" and not _is_page(path):
+            # A POST to no page of ours (say, a webhook delivery sent to a wrong
+            # path) is not here, whoever asks: nothing is revealed by saying so.
+            return self._plain(404, "not found")
         token = request.param("token")
         if token is not None and self._session is not None and request.method in ("GET", "HEAD"):
             return self._exchange(request, token, self._session)
@@ -727,3 +731,13 @@ def _shown(filters: Mapping[str, Any]) -> dict[str, Any]:
 def _url(root: str, path: str, params: Mapping[str, Any]) -> str:
     query = urllib.parse.urlencode(params)
     return f"{root}{path}?{query}" if query else f"{root}{path}"
+
+
+def _is_page(path: str) -> bool:
+    """Whether ``path`` is one of the inspector's pages (views, a delivery, its replay)."""
+    if path in ("", "/", "/live", "/rejections", "/runs"):
+        return True
+    parts = path.strip("/").split("/")
+    return parts[0] == "deliveries" and (
+        len(parts) == 2 or (len(parts) == 3 and parts[2] == "replay")
+    )

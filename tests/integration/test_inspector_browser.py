@@ -108,7 +108,7 @@ class Inspected:
             time.sleep(0.05)
         if login is None:
             self.serve.stop()
-            pytest.skip("census-receiver serve does not print an inspector URL (?token=) yet")
+            raise AssertionError(f"serve printed no inspector URL:\n{self.serve.output}")
         self.login = login.group(0)
         self.base = self.login.split("/?token=")[0]
 
