@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from importlib import metadata
 
-from . import asgi, e2e, flask_views, journal, memory, runs, verify, wsgi
+from . import asgi, e2e, flask_views, inspector, journal, memory, runs, verify, wsgi
 from .harness import Budget, CorrectnessError, Row, print_report, quiet_logs, rows_to_json
 
 #: Each group's run function and its budget for a full run.
@@ -32,6 +32,7 @@ GROUPS: dict[str, tuple[Callable[[Budget], list[Row]], Budget]] = {
     "memory": (memory.run, memory.BUDGET),
     "journal": (journal.run, journal.BUDGET),
     "runs": (runs.run, runs.BUDGET),
+    "inspector": (inspector.run, inspector.BUDGET),
 }
 
 
