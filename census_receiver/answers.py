@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
+from ._frozen import fast_init
 from .errors import DedupUnavailable, MethodNotAllowed, NonRetryableError, RequestRejected
 from .routing import describe
 
@@ -49,6 +50,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger("census_receiver")
+_INFO = logging.INFO  # read on every delivery
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +126,9 @@ class Outcome:
         decoded: dict[str, Any] = json.loads(self.answer.body)
         return decoded
 
+
+# Built on every delivery, like the events: see census_receiver._frozen.
+_build_outcome = fast_init(Outcome)
 
 _HTML_SAFE = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026"}
 
@@ -266,11 +271,11 @@ class Reporter:
             The delivery's ``Outcome``.
         """
         elapsed = perf_counter() - started
-        outcome = Outcome(template, event, result)
+        outcome = _build_outcome(template, event, result)
         name = event.event
         reason = template.reason
         self.stats.record(name, reason, elapsed)
-        if logger.isEnabledFor(logging.INFO):
+        if logger.isEnabledFor(_INFO):
             logger.info(
                 "census delivery %s: %s (%d) in %.1f ms, %s",
                 describe_event(event),

@@ -116,7 +116,13 @@ def _run_hook_call(hook: RunHook, run: RunRecord) -> _Call:
     return _Call(lambda event: hook(run), like=hook)
 
 
-class _Hook:
+class _Step:
+    """An effect other than calling a handler (those are Routes and _Calls)."""
+
+    __slots__ = ()
+
+
+class _Hook(_Step):
     __slots__ = ("error", "hook")
 
     def __init__(self, hook: ErrorHook, error: Exception) -> None:
@@ -124,7 +130,7 @@ class _Hook:
         self.error = error
 
 
-class _Settle:
+class _Settle(_Step):
     __slots__ = ("claim", "error", "outcome")
 
     def __init__(self, claim: Claim, outcome: Outcome | None, error: BaseException | None) -> None:
@@ -134,10 +140,10 @@ class _Settle:
 
 
 #: The effect that asks the driver to claim the delivery; it sends ``Claim | Exception``.
-_CLAIM = object()
+_CLAIM = _Step()
 #: The effect that asks the driver to keep a refused delivery's body (a journal's ``refuse``).
-_REFUSE = object()
-#: The other effects: call a handler (a Route or _Call), an error hook, or settle.
+_REFUSE = _Step()
+#: An effect: call a handler (a Route or _Call), or a _Step (claim, refuse, hook, settle).
 _Effect = object
 
 # How far a delivery got, read when its deadline passes.
@@ -199,7 +205,8 @@ def _steps(d: VerifiedDelivery) -> Generator[_Effect, Any, Outcome]:
         if claim is not None and not isinstance(exc, GeneratorExit):
             yield _Settle(claim, None, exc)
         raise
-    outcome = d.finish(HANDLED, result)
+    # The usual end, so without the finish() indirection.
+    outcome = p.reporter.finish(HANDLED, d.event, d.started, d.position, result)
     if claim is not None:
         yield _Settle(claim, outcome, None)
     return outcome
@@ -257,6 +264,7 @@ class VerifiedDelivery:
         self.started = started
         self.claim = claim
         self.refusal = refusal
+        #: How far it got, read when its deadline passes.
         self.stage = _CLAIMING
         #: The worker-thread job of a claim made under a deadline, while it runs.
         self.job: Job[Claim] | None = None
@@ -304,7 +312,14 @@ class VerifiedDelivery:
                 outcome: Outcome = stop.value
                 return outcome
             value = error = None
-            if effect is _CLAIM:
+            if not isinstance(effect, _Step):  # a handler: the usual effect, tested first
+                try:
+                    value = effect.handler(self.event)  # type: ignore[attr-defined]
+                    if value is not None and inspect.isawaitable(value):
+                        value = self.pipeline.workers.run_coroutine(value)
+                except BaseException as exc:  # noqa: BLE001 - thrown into _steps
+                    error = exc
+            elif effect is _CLAIM:
                 value = self._claim_sync()
                 if value is None:  # past the deadline
                     steps.close()
@@ -315,13 +330,6 @@ class VerifiedDelivery:
                 self._settle_sync(effect)
             elif isinstance(effect, _Hook):
                 self._hook_sync(effect)
-            else:
-                try:
-                    value = effect.handler(self.event)  # type: ignore[attr-defined]
-                    if value is not None and inspect.isawaitable(value):
-                        value = self.pipeline.workers.run_coroutine(value)
-                except BaseException as exc:  # noqa: BLE001 - thrown into _steps
-                    error = exc
 
     def _claim_sync(self) -> Claim | Exception | None:
         """The store's answer (or failure); ``None`` if none came by the deadline."""
@@ -408,7 +416,17 @@ class VerifiedDelivery:
                 return outcome
             value = error = None
             try:
-                if effect is _CLAIM:
+                if not isinstance(effect, _Step):  # a handler: the usual effect, tested first
+                    if effect.is_async:  # type: ignore[attr-defined]
+                        value = await effect.handler(self.event)  # type: ignore[attr-defined]
+                    else:
+                        value = await self.pipeline.workers.in_thread(
+                            effect.handler,  # type: ignore[attr-defined]
+                            self.event,
+                        )
+                        if value is not None and inspect.isawaitable(value):
+                            value = await value
+                elif effect is _CLAIM:
                     value = await self._claim_async()
                 elif effect is _REFUSE:
                     await self._off_loop(self._refuse_sync)
@@ -416,15 +434,6 @@ class VerifiedDelivery:
                     await self._settle_async(effect)
                 elif isinstance(effect, _Hook):
                     await self._hook_async(effect)
-                elif effect.is_async:  # type: ignore[attr-defined]
-                    value = await effect.handler(self.event)  # type: ignore[attr-defined]
-                else:
-                    value = await self.pipeline.workers.in_thread(
-                        effect.handler,  # type: ignore[attr-defined]
-                        self.event,
-                    )
-                    if value is not None and inspect.isawaitable(value):
-                        value = await value
             except BaseException as exc:  # noqa: BLE001 - thrown into _steps
                 error = exc
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ._frozen import fast_init
 from .errors import MalformedPayload
 
 if TYPE_CHECKING:
@@ -178,10 +179,14 @@ _EXTRA_FIELDS: dict[type[Event], tuple[tuple[str, type], ...]] = {
 }
 _EXTRA_FIELDS[SyncAlertResolved] = _EXTRA_FIELDS[SyncAlertRaised]
 
-# Per event name: its model and the model's optional fields.
-_MODELS: dict[str, tuple[type[Event], tuple[tuple[str, type], ...]]] = {
-    name: (cls, _EXTRA_FIELDS.get(cls, ())) for name, cls in EVENT_TYPES.items()
+# Per event name: a constructor of its model, and the model's optional fields.
+# Events are built on every delivery: fast_init skips the frozen dataclass's
+# per-field guard (see census_receiver._frozen); the bench's must-reach figures
+# for the middlewares are missed without it.
+_MODELS: dict[str, tuple[Callable[..., Event], tuple[tuple[str, type], ...]]] = {
+    name: (fast_init(cls), _EXTRA_FIELDS.get(cls, ())) for name, cls in EVENT_TYPES.items()
 }
+_build_event = fast_init(Event)
 
 _JSON_TYPE_NAMES = {int: "an integer", str: "a string"}
 
@@ -255,7 +260,7 @@ def _event_from(payload: dict[str, Any]) -> Event:
     workspace_id, sync_id, sync_run_id = get("workspace_id"), get("sync_id"), get("sync_run_id")
     model = _MODELS.get(name)
     if model is None:
-        return Event(
+        return _build_event(
             name,
             workspace_id if type(workspace_id) is int else None,
             sync_id if type(sync_id) is int else None,

@@ -281,30 +281,21 @@ class WebhookReceiver(Registration):
         return self._authenticate(body, signature_from_headers(headers))[0]
 
     def _authenticate(self, body: Body, signature: str | bytes | None) -> tuple[Event, int]:
-        position = self._verify(body, signature)
-        return self._decode(body), position
-
-    def _verify(self, body: Body, signature: str | bytes | None) -> int:
-        """Which secret signed ``body`` (size and signature checked)."""
+        """The event of a delivery, and which secret verified it; or the refusal, raised."""
         if len(body) > self.max_body_size:
             raise PayloadTooLarge(f"the body is larger than {self.max_body_size} bytes")
-        claimed = decode_signature(signature)
-        position = self._secrets.match(body, claimed)
+        position = self._secrets.match(body, decode_signature(signature))
         if position is None:
             raise InvalidSignature(
                 "the X-Signature does not match the body for any configured secret"
             )
-        return position
-
-    def _decode(self, body: Body) -> Event:
-        """The event of a verified body, if its payload and workspace are acceptable."""
         event = parse_event(body)
         allowed = self.allowed_workspaces
         if allowed is not None and event.workspace_id not in allowed:
             raise WorkspaceNotAllowed(
                 f"workspace {printable(event.workspace_id)} is not one of the allowed workspaces"
             )
-        return event
+        return event, position
 
     def check_request(
         self,
@@ -392,15 +383,13 @@ class WebhookReceiver(Registration):
             that running it records it, a refused payload's body included.
         """
         started = perf_counter()
-        position = -1
         try:
             if headers is not None:
                 signature = signature_from_headers(headers)
-            position = self._verify(body, signature)
-            event = self._decode(body)
+            event, position = self._authenticate(body, signature)
         except RequestRejected as exc:
             outcome = self._reporter.reject(exc, started, remote=remote, size=len(body))
-            if position < 0 or self.journal is None or not isinstance(exc, MalformedPayload):
+            if self.journal is None or not isinstance(exc, MalformedPayload):
                 return outcome
             # Verified, but its payload refused: the journal keeps the body.
             from .journal.running import labels_of
@@ -409,7 +398,8 @@ class WebhookReceiver(Registration):
                 self._pipeline,
                 body,
                 labels_of(bytes(body)),
-                position,
+                # A payload is parsed only once its signature matched: this is its secret.
+                self._secrets.match(body, decode_signature(signature)) or 0,
                 (),
                 None,
                 started,

@@ -63,8 +63,9 @@ class CensusWebhookMiddleware:
             return self.app(environ, start_response)
         read = read_environ(self.receiver, environ)
         outcome = read if isinstance(read, Outcome) else run_environ(self.receiver, read, environ)
-        start_response(status_line(outcome.status), list(outcome.headers))
-        return [outcome.body]
+        answer = outcome.answer
+        start_response(status_line(answer.status), list(answer.headers))
+        return [answer.body]
 
 
 @functools.lru_cache(maxsize=32)
@@ -85,8 +86,7 @@ def read_environ(receiver: WebhookReceiver, environ: WSGIEnvironment) -> bytes |
         413, or 400 when the client left before sending its whole body (answered
         like any other refusal, for whoever still listens).
     """
-    # The client's address, for the journal's log of refused requests.
-    remote = environ.get("REMOTE_ADDR") if receiver.journal is not None else None
+    remote = environ.get("REMOTE_ADDR")  # for the journal's log of refused requests
     outcome = receiver.check_request(
         environ["REQUEST_METHOD"], environ.get("CONTENT_LENGTH"), remote=remote
     )
@@ -120,7 +120,7 @@ def run_environ(
     signature = environ.get("HTTP_X_SIGNATURE")
     # Servers fold a repeated header into one comma-joined value, which the
     # general path splits and refuses; a single value goes straight in.
-    remote = environ.get("REMOTE_ADDR") if receiver.journal is not None else None
+    remote = environ.get("REMOTE_ADDR")
     if type(signature) is str and "," not in signature:
         triaged = receiver.triage(body, signature=signature, endpoint=endpoint, remote=remote)
     else:

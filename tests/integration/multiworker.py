@@ -34,13 +34,21 @@ def listening_socket() -> socket.socket:
     return sock
 
 
-def command(kind: str, target: str, fd: int, workers: int) -> list[str]:
-    """The command line serving ``target`` (``module:attr``) on the inherited socket ``fd``."""
+def command(kind: str, target: str, fd: int, workers: int, threads: int = 0) -> list[str]:
+    """The command line serving ``target`` (``module:attr``) on the inherited socket ``fd``.
+
+    With ``threads``, gunicorn's workers are threaded (``gthread``) with that many each.
+    """
     if kind == "gunicorn":
+        worker_class = (
+            ("--worker-class", "gthread", "--threads", str(threads))
+            if threads
+            else ("--worker-class", "sync")
+        )
         return [
             sys.executable, "-m", "gunicorn",
             "--workers", str(workers),
-            "--worker-class", "sync",
+            *worker_class,
             "--bind", f"fd://{fd}",
             "--graceful-timeout", "5",
             "--log-level", "warning",
@@ -59,14 +67,20 @@ def command(kind: str, target: str, fd: int, workers: int) -> list[str]:
 
 @contextlib.contextmanager
 def running(
-    kind: str, target: str, *, env: dict[str, str], log: Path, workers: int = 2
+    kind: str,
+    target: str,
+    *,
+    env: dict[str, str],
+    log: Path,
+    workers: int = 2,
+    threads: int = 0,
 ) -> Iterator[str]:
     """Serve ``target`` with ``kind`` (``"gunicorn"`` or ``"uvicorn"``); yield its base URL."""
     sock = listening_socket()
     port = sock.getsockname()[1]
     with log.open("wb") as out:
         process = subprocess.Popen(
-            command(kind, target, sock.fileno(), workers),
+            command(kind, target, sock.fileno(), workers, threads),
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT), **env},
             pass_fds=(sock.fileno(),),
