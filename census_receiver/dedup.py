@@ -288,6 +288,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 _STATES = {1: ClaimState.CLAIMED, 2: ClaimState.DONE, 3: ClaimState.IN_PROGRESS}
+_HELD = 3  # the claim script's answer for a key someone else holds
 #: Unanswered claims remembered at most (a long outage under load): older ones expire
 #: with their lease anyway.
 _UNANSWERED_KEPT = 10_000
@@ -304,9 +305,10 @@ class _RedisScripts:
 
     A claim whose answer never came (the client timed out on a Redis that had
     stopped answering) may still be applied when Redis resumes, holding the key
-    under a token nobody has. Its token is kept, and released before the next
-    claim this store makes, so Census's next retry is not answered 409 for the
-    whole lease.
+    under a token nobody has. Its token is kept, and released as soon as Redis
+    answers a later claim (which is made again if that token was what held its
+    key), so Census's next retry is not answered 409 for the whole lease. While
+    Redis is down, nothing is tried beyond the claim itself.
     """
 
     def __init__(self, client: Any, *, ttl: float, lease: float, prefix: str) -> None:
@@ -422,24 +424,29 @@ class RedisDedupStore(_RedisScripts):
         Raises:
             DedupUnavailable: when Redis cannot be reached or fails.
         """
-        if self._unanswered:
-            self._release_unanswered()
         token = secrets.token_hex(16)
+        full = self.prefix + key
         try:
-            state = self._claim(keys=[self.prefix + key], args=[token, self._lease_ms])
+            state = int(self._claim(keys=[full], args=[token, self._lease_ms]))
+            # Redis answers again: free what earlier claims may have left behind,
+            # and claim once more if one of them was what held this very key.
+            if self._unanswered and self._release_unanswered(full) and state == _HELD:
+                state = int(self._claim(keys=[full], args=[token, self._lease_ms]))
         except self._errors as exc:
             self._unanswered_claim(key, token)  # it may be applied once Redis resumes
             raise self._unavailable("claim", exc) from None
-        return self._claimed(key, int(state), token)
+        return self._claimed(key, state, token)
 
-    def _release_unanswered(self) -> None:
+    def _release_unanswered(self, key: str) -> bool:
+        """Release the claims whose answer never came; whether one was on ``key``."""
         pending = self._take_unanswered()
-        for done, (key, token) in enumerate(pending):
+        for done, (held, token) in enumerate(pending):
             try:
-                self._release(keys=[key], args=[token])
+                self._release(keys=[held], args=[token])
             except self._errors:
-                self._keep_unanswered(pending[done:])  # still down: next time
-                return
+                self._keep_unanswered(pending[done:])  # not answering again: next time
+                return False
+        return any(held == key for held, _ in pending)
 
     def complete(self, claim: Claim) -> None:
         """Mark the claimed key done for ``ttl`` seconds, if the claim is still held.
@@ -502,24 +509,28 @@ class AsyncRedisDedupStore(_RedisScripts):
         Raises:
             DedupUnavailable: when Redis cannot be reached or fails.
         """
-        if self._unanswered:
-            await self._release_unanswered()
         token = secrets.token_hex(16)
+        full = self.prefix + key
         try:
-            state = await self._claim(keys=[self.prefix + key], args=[token, self._lease_ms])
+            state = int(await self._claim(keys=[full], args=[token, self._lease_ms]))
+            # As in RedisDedupStore.claim: free what earlier claims left behind.
+            if self._unanswered and await self._release_unanswered(full) and state == _HELD:
+                state = int(await self._claim(keys=[full], args=[token, self._lease_ms]))
         except self._errors as exc:
             self._unanswered_claim(key, token)  # it may be applied once Redis resumes
             raise self._unavailable("claim", exc) from None
-        return self._claimed(key, int(state), token)
+        return self._claimed(key, state, token)
 
-    async def _release_unanswered(self) -> None:
+    async def _release_unanswered(self, key: str) -> bool:
+        """Release the claims whose answer never came; whether one was on ``key``."""
         pending = self._take_unanswered()
-        for done, (key, token) in enumerate(pending):
+        for done, (held, token) in enumerate(pending):
             try:
-                await self._release(keys=[key], args=[token])
+                await self._release(keys=[held], args=[token])
             except self._errors:
-                self._keep_unanswered(pending[done:])  # still down: next time
-                return
+                self._keep_unanswered(pending[done:])  # not answering again: next time
+                return False
+        return any(held == key for held, _ in pending)
 
     async def complete(self, claim: Claim) -> None:
         """Mark the claimed key done for ``ttl`` seconds, if the claim is still held.
