@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .answers import IGNORED, Outcome, Reporter, printable
 from .claims import AsyncClaims, AsyncStoreClaims, Claims, StoreClaims
@@ -132,7 +132,10 @@ class WebhookReceiver(Registration):
             (200) or released (run again). Under ``handle`` it bounds the store's
             answer only, which is then awaited in a worker thread; handlers run on
             the caller's thread and cannot be cut short. ``None`` waits however
-            long it takes. Without a store there is nothing to bound.
+            long it takes. The default, ``"auto"``, is 8 s with a store or
+            journal and nothing without; a number without a store is refused:
+            there is nothing to bound, and a 503 would make Census's retry run
+            the handlers twice.
         slow_handling: seconds of handling above which a warning is logged.
         allowed_workspaces: if given, only these Census workspace ids are handled;
             verified deliveries from others are answered 403.
@@ -158,7 +161,7 @@ class WebhookReceiver(Registration):
         dedup: DedupStore | AsyncDedupStore | None = None,
         dedup_key: KeyFunction | None = None,
         dedup_fail_open: bool = False,
-        deadline: float | None = DEFAULT_DEADLINE,
+        deadline: float | Literal["auto"] | None = "auto",
         slow_handling: float | None = DEFAULT_SLOW_HANDLING,
         allowed_workspaces: Collection[int] | None = None,
         max_threads: int = 40,
@@ -168,7 +171,14 @@ class WebhookReceiver(Registration):
     ) -> None:
         self._secrets = SecretSet(secrets_from(secret))
         check_body_limit(max_body_size)
-        check_deadline(deadline)
+        if deadline == "auto":
+            deadline = DEFAULT_DEADLINE if (dedup is not None or journal is not None) else None
+        elif check_deadline(deadline) is not None and dedup is None and journal is None:
+            raise ConfigurationError(
+                "deadline= needs dedup= or journal=: without a store nothing holds a "
+                "delivery that a 503 would leave running, so Census's retry would run its "
+                "handlers twice; leave deadline out"
+            )
         check_positive("slow_handling", slow_handling)
         check_positive("max_threads", max_threads, optional=False)
         if dedup is not None and not isinstance(dedup, DedupStore):
