@@ -287,7 +287,9 @@ def test_on_capture_answers_accepted_and_a_worker_runs_the_handlers(journal: Jou
     assert [r.status for r in journal.deliveries()] == ["handled"]
 
 
-def test_on_capture_failures_retry_with_backoff_then_end_failed(tmp_path: Path) -> None:
+def test_on_capture_failures_retry_with_backoff_then_end_failed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     clock = Clock()
     journal = SQLiteJournal(tmp_path / "j.db", clock=clock, max_tries=3, backoff=10)
     receiver = WebhookReceiver(SECRET, journal=journal, acknowledge="on_capture")
@@ -307,6 +309,10 @@ def test_on_capture_failures_retry_with_backoff_then_end_failed(tmp_path: Path) 
     assert ran == [1, 0, 1, 1, 0]
     (record,) = journal.deliveries()
     assert (record.status, record.tries) == ("failed", 3) and record.error is not None
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"][-1] == (
+        f"census delivery #{record.id} failed for good after 3 tries; it stays in the "
+        "journal as failed: census-receiver replay runs it again"
+    )
     handler.fixed = True
     assert receiver.replay(record.id).reason == "handled"
     journal.close()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import logging
 import secrets
 import threading
 import time
@@ -45,6 +46,8 @@ from .runlog import RunLog
 if TYPE_CHECKING:
     from ..delivery import VerifiedDelivery
     from ..runs import RunRecord
+
+logger = logging.getLogger("census_receiver")
 
 __all__ = [
     "DEFAULT_BACKOFF",
@@ -323,6 +326,14 @@ class Journal(RunLog):
                 if int(tries) < self.max_tries:
                     status = "pending"
                     next_at = now + self.backoff * 2 ** (int(tries) - 1)
+                else:
+                    logger.error(
+                        "census delivery #%d failed for good after %d tries; it stays in "
+                        "the journal as failed: census-receiver replay runs it again",
+                        claim.id,
+                        int(tries),
+                        extra={"census_reason": "dead"},
+                    )
             failure = _failure(error) if status in ("failed", "pending", "dropped") else None
             changed = cur.execute(
                 sql.SETTLE,
