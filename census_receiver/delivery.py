@@ -511,12 +511,12 @@ class VerifiedDelivery:
                 )
                 return self.finish(BUSY)
         logger.error(
-            "census dedup store did not answer within the %.1f s deadline; answering 503 "
+            "census store did not answer within the %.1f s deadline; answering 503 "
             "so Census retries %s later",
             p.deadline,
             printable(self.event.event),
         )
-        return self.finish(UNAVAILABLE)
+        return self.finish(p.claims.unavailable if p.claims is not None else UNAVAILABLE)
 
     def _release_late_claim(self, future: concurrent.futures.Future[Claim]) -> None:
         if future.cancelled() or future.exception() is not None:

@@ -25,6 +25,7 @@ from census_receiver.dedup import AsyncRedisDedupStore, ClaimState, RedisDedupSt
 from census_receiver.testing import make_delivery
 
 from ..conftest import SECRET
+from ..postgres_server import PostgresServer
 from ..redis_server import RedisServer
 
 TIMEOUT = 0.3  # the client's socket timeout: the claim gives up after this long
@@ -106,3 +107,44 @@ def test_the_asyncio_store_releases_its_unanswered_claims_too(redis_server: Redi
 
     assert asyncio.run(main()) == ["dedup_unavailable", "handled"]
     assert len(calls) == 1
+
+
+def test_a_journal_claim_the_database_applies_late_does_not_hold_the_retry(
+    postgres_server: PostgresServer,
+) -> None:
+    import os
+    import signal
+
+    import psycopg
+
+    from census_receiver.journal import PostgresJournal
+
+    name = "faults_journal"
+    with psycopg.connect(postgres_server.conninfo, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name}")
+        admin.execute(f"CREATE DATABASE {name}")
+    conninfo = psycopg.conninfo.make_conninfo(postgres_server.conninfo, dbname=name)
+    # One connection, so the test knows which server process serves the claims.
+    journal = PostgresJournal(conninfo, min_size=1, max_size=1, lease=60)
+    receiver = WebhookReceiver(SECRET, journal=journal, deadline=0.5)
+    calls: list[Event] = []
+    receiver.on("sync.failed")(calls.append)
+    d = make_delivery("sync.failed", secret=SECRET)
+    with journal.transaction() as cur:
+        (backend,) = cur.execute("SELECT pg_backend_pid()", ()).fetchone()
+    os.kill(backend, signal.SIGSTOP)  # the database stops answering mid-claim
+    try:
+        first = receiver.handle(d.body, d.headers)
+    finally:
+        os.kill(backend, signal.SIGCONT)
+    assert (first.status, first.reason) == (503, "journal_unavailable") and calls == []
+    # The database goes on and commits the claim; it is released as it lands, so
+    # Census's next retry runs the handlers instead of meeting 409 for 60 s.
+    deadline = time.monotonic() + 10
+    while journal.deliveries() == [] or journal.deliveries()[0].status == "running":
+        assert time.monotonic() < deadline, journal.deliveries()
+        time.sleep(0.05)
+    retry = receiver.handle(d.body, d.headers)
+    assert (retry.status, retry.reason) == (200, "handled") and len(calls) == 1
+    receiver.close()
+    journal.close()
