@@ -15,6 +15,7 @@ receiver's own event loop, so ``flask[async]`` is not needed.
 from __future__ import annotations
 
 import functools
+import gc
 import io
 import warnings
 import weakref
@@ -80,6 +81,14 @@ def census_webhook(
         check_receiver(receiver)
 
     def decorate(view: Callable[..., Any]) -> Callable[..., ResponseReturnValue]:
+        if _registered_already(view):
+            name = getattr(view, "__name__", "the view")
+            raise ConfigurationError(
+                f"@census_webhook(receiver) is above the route decorator on {name}: Flask "
+                "registered the bare view, which would be called without its event; put "
+                "@census_webhook(receiver) below @app.post(...)"
+            )
+
         @functools.wraps(view)
         def webhook(**values: Any) -> ResponseReturnValue:
             # URL values go along; the name stays the view's, for the logs.
@@ -92,6 +101,24 @@ def census_webhook(
         return webhook
 
     return decorate
+
+
+def _registered_already(view: Callable[..., Any]) -> bool:
+    """Whether a Flask app already serves ``view`` itself (decorators in the wrong order).
+
+    Decorators apply bottom up: ``@census_webhook(receiver)`` written above
+    ``@app.post(...)`` wraps a function the app has registered already. Only the
+    app's ``view_functions`` dict holds it then, which the garbage collector can
+    tell (once per decorated view, at import).
+    """
+    for holder in gc.get_referrers(view):
+        if isinstance(holder, dict) and any(value is view for value in holder.values()):
+            for owner in gc.get_referrers(holder):
+                # The app's attributes: its __dict__, or (if kept apart) the app itself.
+                attributes = owner if isinstance(owner, dict) else getattr(owner, "__dict__", {})
+                if attributes.get("view_functions") is holder:
+                    return True
+    return False
 
 
 def _handle(receiver: WebhookReceiver, endpoint: Callable[[Event], object] | None) -> Outcome:

@@ -79,3 +79,21 @@ def test_importing_the_flask_adapter_without_flask_names_the_extra_to_install() 
     )
     assert done.returncode == 1
     assert "pip install 'census-receiver[flask]'" in done.stderr.splitlines()[-1]
+
+
+def test_census_webhook_above_the_route_decorator_is_refused_with_the_order_to_write() -> None:
+    receiver = WebhookReceiver(SECRET)
+    flask_app = Flask(__name__)
+    with pytest.raises(ConfigurationError, match=r"below @app.post"):
+
+        @census_webhook(receiver)  # type: ignore[type-var]
+        @flask_app.post("/webhooks/census")
+        def census(event: Any) -> None:
+            """Decorators in the wrong order."""
+
+    @flask_app.post("/hooks")
+    @census_webhook(receiver)
+    def right(event: Any) -> None:
+        """In the right order: accepted."""
+
+    receiver.close()
