@@ -18,7 +18,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 from ..receiver import DEFAULT_PATH, SECRET_ENV_VAR
 
@@ -43,6 +43,7 @@ __all__ = [
     "non_negative",
     "one_secret",
     "port_number",
+    "positive_int",
     "positive_seconds",
     "post",
     "read_body",
@@ -79,6 +80,8 @@ Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 #: What runs a sub-command: ``run(args, prog)`` returns the exit status.
 Command: TypeAlias = Callable[[argparse.Namespace, str], int]
 
+_Number = TypeVar("_Number", int, float)
+
 
 class CommandFailed(Exception):
     """Ends the command with exit status ``code`` after printing ``message`` on stderr.
@@ -108,10 +111,7 @@ def non_negative(value: str) -> float:
     Raises:
         argparse.ArgumentTypeError: if it is not a number, or is negative.
     """
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    number = _converted(float, value, "a number")
     if not number >= 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, not {value!r}")
     return number
@@ -135,6 +135,24 @@ def positive_seconds(value: str) -> float:
     return seconds
 
 
+def positive_int(value: str) -> int:
+    """Parse a whole number, 1 or more (an argparse ``type``), such as a ``--limit``.
+
+    Args:
+        value: the argument as given.
+
+    Returns:
+        The number.
+
+    Raises:
+        argparse.ArgumentTypeError: if it is not a whole number, or is less than 1.
+    """
+    number = _converted(int, value, "a whole number")
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {number}")
+    return number
+
+
 def port_number(value: str) -> int:
     """Parse a TCP port, 0 to 65535 (an argparse ``type``).
 
@@ -147,13 +165,18 @@ def port_number(value: str) -> int:
     Raises:
         argparse.ArgumentTypeError: if it is not an integer in range.
     """
-    try:
-        port = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
+    port = _converted(int, value, "a port number")
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"must be between 0 and 65535, not {port}")
     return port
+
+
+def _converted(convert: Callable[[str], _Number], value: str, what: str) -> _Number:
+    """``convert(value)``, its ``ValueError`` told as argparse tells a bad value."""
+    try:
+        return convert(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not {what}: {value!r}") from None
 
 
 # -- secrets and input -------------------------------------------------------------------
