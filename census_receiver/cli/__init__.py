@@ -36,8 +36,9 @@ Each command lives in a module of this package (``send``, ``signing``,
 ``serve``, ``journal``, ``runs``) with ``add_parsers(commands)``, which registers its
 sub-commands and gives each its ``run(args, prog) -> int`` with
 ``set_defaults(run=...)``. A new module joins by being listed in
-``COMMAND_MODULES``; shared helpers are the public names of ``common``, and
-``app`` finds the receiver that ``--app`` names.
+``COMMAND_MODULES``; shared helpers are the public names of ``common``,
+``app`` finds the receiver that ``--app`` names (or the journal ``--journal``
+names), and ``tables`` shows the journal's records.
 """
 
 from __future__ import annotations

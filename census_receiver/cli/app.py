@@ -3,6 +3,7 @@
 ::
 
     census-receiver deliveries --app myapp.webhooks:receiver [--app-dir DIR]
+    census-receiver deliveries --journal census.db
 
 ``MODULE`` is imported with ``importlib.import_module``, with ``--app-dir``
 (default: the current directory) first on ``sys.path``, so a module next to
@@ -10,9 +11,12 @@ where the command runs is found as ``python3 -m`` would find it. ``ATTR`` may be
 dotted (``hooks.receiver``). It names a ``WebhookReceiver``, or a function of no
 arguments that returns one (uvicorn's ``--factory`` idea; the function is called
 when it is one). The commands that need the journal (``deliveries``, ``replay``,
-``work``) then check that the receiver has one.
+``work``, ``runs``) then check that the receiver has one; the ones that only
+read (``deliveries``, ``runs``) take a SQLite journal file instead with
+``--journal FILE``, and report a database they cannot reach with
+``EXIT_UNREACHABLE`` (``journal_errors``).
 
-Every failure is a ``CommandFailed`` with ``EXIT_INPUT`` whose message names the
+Every other failure is a ``CommandFailed`` with ``EXIT_INPUT`` whose message names the
 fix. An exception raised while importing the module or calling the factory is
 shown with its traceback, except the package's own errors (a missing secret,
 say), whose messages already say what to do.
@@ -25,18 +29,31 @@ import importlib
 import inspect
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from ..errors import CensusReceiverError
+from ..errors import CensusReceiverError, ConfigurationError
+from ..journal.base import JournalUnavailable
 from ..receiver import WebhookReceiver
-from .common import EXIT_INPUT, CommandFailed
+from .common import EXIT_INPUT, EXIT_UNREACHABLE, CommandFailed
 
 if TYPE_CHECKING:
     from ..journal.base import Journal
 
-__all__ = ["add_app_arguments", "app_spec", "load_receiver", "require_journal"]
+__all__ = [
+    "add_app_arguments",
+    "add_source_arguments",
+    "app_spec",
+    "close_journal",
+    "journal_errors",
+    "load_app_journal",
+    "load_receiver",
+    "open_journal",
+    "require_journal",
+]
 
 
 def app_spec(value: str) -> str:
@@ -85,6 +102,21 @@ def add_app_arguments(
         default=".",
         metavar="DIR",
         help="look for MODULE in DIR first (default: the current directory)",
+    )
+
+
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the journal to read: ``--app MODULE:ATTR`` (with ``--app-dir``) or ``--journal FILE``.
+
+    Args:
+        parser: the sub-command's parser; one of the two options is required.
+    """
+    source = parser.add_mutually_exclusive_group(required=True)
+    add_app_arguments(parser, group=source)
+    source.add_argument(
+        "--journal",
+        metavar="FILE",
+        help="read this SQLite journal file instead of an app's (serve --journal FILE)",
     )
 
 
@@ -143,6 +175,80 @@ def require_journal(receiver: WebhookReceiver, spec: str) -> Journal:
             "from census_receiver.journal",
         )
     return receiver.journal
+
+
+def load_app_journal(args: argparse.Namespace) -> tuple[WebhookReceiver, Journal]:
+    """The receiver that ``--app`` (with ``--app-dir``) names, and its journal.
+
+    Args:
+        args: the parsed arguments, with ``app`` and ``app_dir``.
+
+    Returns:
+        The receiver and ``receiver.journal``.
+
+    Raises:
+        CommandFailed: the app cannot be loaded, or has no journal (EXIT_INPUT).
+    """
+    receiver = load_receiver(args.app, app_dir=args.app_dir)
+    return receiver, require_journal(receiver, args.app)
+
+
+def open_journal(args: argparse.Namespace) -> tuple[WebhookReceiver | None, Journal]:
+    """The journal that ``add_source_arguments`` options name, and its receiver if any.
+
+    Args:
+        args: the parsed arguments, with ``app``, ``app_dir`` and ``journal``.
+
+    Returns:
+        The ``--app`` receiver and its journal, or ``None`` and the ``--journal``
+        file's ``SQLiteJournal``.
+
+    Raises:
+        CommandFailed: the app cannot be loaded or has no journal, or the file
+            does not exist or is not a journal (EXIT_INPUT).
+    """
+    if args.journal is None:
+        return load_app_journal(args)
+    from ..journal.sqlite import SQLiteJournal
+
+    # It must exist: no new empty journal for a typo.
+    if not Path(args.journal).is_file():
+        raise CommandFailed(
+            EXIT_INPUT,
+            f"no journal file at {args.journal}; give the path serve printed, or --app MODULE:ATTR",
+        )
+    try:
+        return None, SQLiteJournal(args.journal)
+    except ConfigurationError as exc:
+        raise CommandFailed(EXIT_INPUT, str(exc)) from None
+
+
+@contextmanager
+def journal_errors() -> Iterator[None]:
+    """Within the block, a journal whose database fails ends the command.
+
+    Raises:
+        CommandFailed: the journal raised ``JournalUnavailable`` (EXIT_UNREACHABLE).
+    """
+    try:
+        yield
+    except JournalUnavailable as exc:
+        raise CommandFailed(
+            EXIT_UNREACHABLE, f"{exc}; check that the database is up and reachable"
+        ) from None
+
+
+def close_journal(receiver: WebhookReceiver | None, journal: Journal) -> None:
+    """Close the receiver, if any, and the journal, when the command is done.
+
+    Args:
+        receiver: the receiver ``open_journal`` or ``load_app_journal`` gave, or ``None``.
+        journal: its journal, or the ``--journal`` file's.
+    """
+    # The command owns the process: its threads and connections end with it.
+    if receiver is not None:
+        receiver.close()
+    journal.close()
 
 
 def _import(module_name: str, folder: str) -> ModuleType:

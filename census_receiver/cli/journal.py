@@ -28,25 +28,28 @@ from __future__ import annotations
 
 import argparse
 import base64
-import dataclasses
 import json
 import logging
-import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
-from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from ..answers import REASONS, printable
 from ..journal.base import JournalUnavailable
 from ..journal.records import STATUSES, DeliveryRecord, Rejection
-from .app import add_app_arguments, load_receiver, require_journal
+from .app import (
+    add_app_arguments,
+    add_source_arguments,
+    close_journal,
+    journal_errors,
+    load_app_journal,
+    open_journal,
+)
 from .common import (
     EXIT_INPUT,
     EXIT_OK,
@@ -55,7 +58,17 @@ from .common import (
     EXIT_USAGE,
     CommandFailed,
     non_negative,
+    positive_int,
     positive_seconds,
+)
+from .tables import (
+    add_json_argument,
+    cell,
+    json_data,
+    piped_output,
+    print_facts,
+    print_table,
+    time_cell,
 )
 
 if TYPE_CHECKING:
@@ -91,16 +104,6 @@ _MAX_OUTAGE_WAIT = 30.0
 _STAMP = "%Y-%m-%d %H:%M:%S"
 
 
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {number}")
-    return number
-
-
 def add_parsers(commands: Subcommands) -> None:
     """Register ``deliveries``, ``replay`` and ``work``.
 
@@ -115,13 +118,7 @@ def add_parsers(commands: Subcommands) -> None:
             "recent refusals), from the journal of your receiver or a SQLite journal file."
         ),
     )
-    source = deliveries.add_mutually_exclusive_group(required=True)
-    add_app_arguments(deliveries, group=source)
-    source.add_argument(
-        "--journal",
-        metavar="FILE",
-        help="read this SQLite journal file instead of an app's (serve --journal FILE)",
-    )
+    add_source_arguments(deliveries)
     deliveries.add_argument(
         "--status",
         choices=STATUSES,
@@ -138,16 +135,12 @@ def add_parsers(commands: Subcommands) -> None:
     )
     deliveries.add_argument(
         "--limit",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_LIST_LIMIT,
         metavar="N",
         help="list at most N (%(default)s)",
     )
-    deliveries.add_argument(
-        "--json",
-        action="store_true",
-        help="one JSON object per line, every field (times in ISO 8601)",
-    )
+    add_json_argument(deliveries)
     mode = deliveries.add_mutually_exclusive_group()
     mode.add_argument(
         "--show",
@@ -177,7 +170,7 @@ def add_parsers(commands: Subcommands) -> None:
         "--failed", action="store_true", help="every failed delivery instead, oldest first"
     )
     replay.add_argument(
-        "--limit", type=_positive_int, metavar="N", help="with --failed: at most N (the oldest)"
+        "--limit", type=positive_int, metavar="N", help="with --failed: at most N (the oldest)"
     )
     replay.add_argument(
         "--force",
@@ -221,47 +214,6 @@ def add_parsers(commands: Subcommands) -> None:
     work.set_defaults(run=run_work)
 
 
-# -- loading ----------------------------------------------------------------------------
-
-
-def _load(args: argparse.Namespace) -> tuple[WebhookReceiver, Journal]:
-    receiver = load_receiver(args.app, app_dir=args.app_dir)
-    return receiver, require_journal(receiver, args.app)
-
-
-def _open_file(path: str) -> Journal:
-    """The SQLite journal in ``path``, which must exist (no new empty one for a typo)."""
-    from ..errors import ConfigurationError
-    from ..journal.sqlite import SQLiteJournal
-
-    if not Path(path).is_file():
-        raise CommandFailed(
-            EXIT_INPUT,
-            f"no journal file at {path}; give the path serve printed, or --app MODULE:ATTR",
-        )
-    try:
-        return SQLiteJournal(path)
-    except ConfigurationError as exc:
-        raise CommandFailed(EXIT_INPUT, str(exc)) from None
-
-
-@contextmanager
-def _journal_errors() -> Iterator[None]:
-    try:
-        yield
-    except JournalUnavailable as exc:
-        raise CommandFailed(
-            EXIT_UNREACHABLE, f"{exc}; check that the database is up and reachable"
-        ) from None
-
-
-def _close(receiver: WebhookReceiver | None, journal: Journal) -> None:
-    # The command owns the process: its threads and connections end with it.
-    if receiver is not None:
-        receiver.close()
-    journal.close()
-
-
 # -- deliveries -------------------------------------------------------------------------
 
 
@@ -279,26 +231,17 @@ def run_deliveries(args: argparse.Namespace, prog: str) -> int:
         CommandFailed: the app or journal cannot be loaded, or ``--show`` names an
             unknown id (EXIT_INPUT); the journal's database fails (EXIT_UNREACHABLE).
     """
-    receiver: WebhookReceiver | None = None
-    if args.journal is not None:
-        journal = _open_file(args.journal)
-    else:
-        receiver, journal = _load(args)
+    receiver, journal = open_journal(args)
     try:
-        with _journal_errors():
+        with piped_output(), journal_errors():
             if args.show is not None:
                 _show(journal, args.show, as_json=args.json)
             elif args.rejections:
                 _list_rejections(journal.rejections(args.limit), as_json=args.json)
             else:
                 _list_deliveries(journal, args)
-            sys.stdout.flush()
-    except BrokenPipeError:
-        # Piped into head (or a pager that quit): what was read is all that was wanted.
-        # Later writes to the closed pipe, at exit too, go nowhere instead of failing.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     finally:
-        _close(receiver, journal)
+        close_journal(receiver, journal)
     return EXIT_OK
 
 
@@ -315,44 +258,14 @@ def record_json(record: DeliveryRecord, *, history: bool = False) -> dict[str, A
     Returns:
         A dict ready for ``json.dumps``.
     """
-    data: dict[str, Any] = {}
-    for field in dataclasses.fields(record):
-        if field.name == "history" and not history:
-            continue
-        data[field.name] = _plain(getattr(record, field.name))
+    data: dict[str, Any] = json_data(record)
+    if not history:
+        del data["history"]
     try:
         data["body"], data["body_base64"] = record.body.decode("utf-8"), None
     except UnicodeDecodeError:
         data["body"], data["body_base64"] = None, base64.b64encode(record.body).decode("ascii")
     return data
-
-
-def _plain(value: object) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, tuple | list):
-        return [_plain(item) for item in value]
-    if isinstance(value, bytes):
-        return None  # the body: set by record_json
-    return value
-
-
-def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
-
-
-def _cell(value: object, limit: int = 40) -> str:
-    """A table cell: verified payload text, on one short escaped line."""
-    return "-" if value is None or value == "" else printable(value, limit)
-
-
-def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-    for row in (header, *rows):
-        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        print("  ".join(cells).rstrip())
 
 
 def _list_deliveries(journal: Journal, args: argparse.Namespace) -> None:
@@ -379,19 +292,19 @@ def _list_deliveries(journal: Journal, args: argparse.Namespace) -> None:
         rows = [
             (
                 str(r.id),
-                _when(r.received_at),
-                _cell(r.event),
-                _cell(r.workspace_id),
-                _cell(r.sync_id),
-                _cell(r.sync_run_id),
+                time_cell(r.received_at),
+                cell(r.event),
+                cell(r.workspace_id),
+                cell(r.sync_id),
+                cell(r.sync_run_id),
                 r.status,
                 str(r.attempts),
                 str(r.tries),
-                _cell(r.error.type if r.error is not None else None, 60),
+                cell(r.error.type if r.error is not None else None, 60),
             )
             for r in records
         ]
-        _print_table(header, rows)
+        print_table(header, rows)
         if len(records) == args.limit:
             print(
                 f"(the newest {args.limit}: --before {records[-1].id} shows the next page, "
@@ -411,15 +324,15 @@ def _show(journal: Journal, delivery_id: int, *, as_json: bool) -> None:
     if as_json:
         print(json.dumps(record_json(record, history=True)))
         return
-    print(f"delivery #{record.id}: {_cell(record.event, 64)}, {record.status}")
+    print(f"delivery #{record.id}: {cell(record.event, 64)}, {record.status}")
     facts = [
-        ("workspace", _cell(record.workspace_id)),
-        ("sync", _cell(record.sync_id)),
-        ("sync run", _cell(record.sync_run_id)),
-        ("alert instance", _cell(record.alert_instance_id)),
-        ("key", _cell(record.key, 200)),
-        ("received (UTC)", _when(record.received_at)),
-        ("updated (UTC)", _when(record.updated_at)),
+        ("workspace", cell(record.workspace_id)),
+        ("sync", cell(record.sync_id)),
+        ("sync run", cell(record.sync_run_id)),
+        ("alert instance", cell(record.alert_instance_id)),
+        ("key", cell(record.key, 200)),
+        ("received (UTC)", time_cell(record.received_at)),
+        ("updated (UTC)", time_cell(record.updated_at)),
         ("sent by Census", f"{record.attempts} time(s)"),
         ("handlers started", f"{record.tries} time(s)"),
         (
@@ -430,9 +343,8 @@ def _show(journal: Journal, delivery_id: int, *, as_json: bool) -> None:
         ),
     ]
     if record.next_attempt_at is not None and record.status == "pending":
-        facts.append(("next try (UTC)", _when(record.next_attempt_at)))
-    for name, value in facts:
-        print(f"  {name + ':':<18}{value}")
+        facts.append(("next try (UTC)", time_cell(record.next_attempt_at)))
+    print_facts(facts)
     print("payload:")
     payload = record.payload()
     if payload is not None:
@@ -442,11 +354,11 @@ def _show(journal: Journal, delivery_id: int, *, as_json: bool) -> None:
     _print_block(text)
     print("history:")
     for attempt in record.history:
-        print(f"  {_when(attempt.at)}  {attempt.kind:<7} {attempt.status} {attempt.reason}")
+        print(f"  {time_cell(attempt.at)}  {attempt.kind:<7} {attempt.status} {attempt.reason}")
     if not record.history:
         print("  -")
     if record.error is not None:
-        print(f"last handler error: {_cell(record.error.type, 200)}: {record.error.message}")
+        print(f"last handler error: {cell(record.error.type, 200)}: {record.error.message}")
         _print_block(record.error.traceback.rstrip("\n"))
 
 
@@ -459,15 +371,15 @@ def _print_block(text: str) -> None:
 def _list_rejections(rejections: list[Rejection], *, as_json: bool) -> None:
     if as_json:
         for r in rejections:
-            print(json.dumps({f.name: _plain(getattr(r, f.name)) for f in dataclasses.fields(r)}))
+            print(json.dumps(json_data(r)))
         return
     if not rejections:
         print("no rejections recorded.")
         return
     rows = [
-        (_when(r.at), str(r.status), r.reason, _cell(r.remote), str(r.size)) for r in rejections
+        (time_cell(r.at), str(r.status), r.reason, cell(r.remote), str(r.size)) for r in rejections
     ]
-    _print_table(("AT (UTC)", "STATUS", "REASON", "REMOTE", "SIZE"), rows)
+    print_table(("AT (UTC)", "STATUS", "REASON", "REMOTE", "SIZE"), rows)
 
 
 # -- replay -----------------------------------------------------------------------------
@@ -493,12 +405,12 @@ def run_replay(args: argparse.Namespace, prog: str) -> int:
         raise CommandFailed(EXIT_USAGE, "give the ids of the deliveries to replay, or --failed")
     if args.limit is not None and not args.failed:
         raise CommandFailed(EXIT_USAGE, "--limit goes with --failed")
-    receiver, journal = _load(args)
+    receiver, journal = load_app_journal(args)
     try:
-        with _journal_errors():
+        with journal_errors():
             return _replay(receiver, journal, args, prog)
     finally:
-        _close(receiver, journal)
+        close_journal(receiver, journal)
 
 
 def _failed_ids(journal: Journal, limit: int | None) -> list[int]:
@@ -534,8 +446,8 @@ def _replay(
     for delivery_id, record in records.items():
         assert record is not None
         what = (
-            f"#{delivery_id} {_cell(record.event, 64)} workspace={_cell(record.workspace_id)} "
-            f"sync={_cell(record.sync_id)} run={_cell(record.sync_run_id)}"
+            f"#{delivery_id} {cell(record.event, 64)} workspace={cell(record.workspace_id)} "
+            f"sync={cell(record.sync_id)} run={cell(record.sync_run_id)}"
         )
         try:
             outcome = receiver.replay(delivery_id, force=args.force)
@@ -550,7 +462,7 @@ def _replay(
         elif not outcome.ok:
             after = journal.get(delivery_id)
             if after is not None and after.error is not None:
-                note = f": {_cell(after.error.type, 200)}: {printable(after.error.message, 200)}"
+                note = f": {cell(after.error.type, 200)}: {printable(after.error.message, 200)}"
         print(f"{what}: {outcome.status} {outcome.reason}{note}")
         succeeded += outcome.ok
     if len(records) > 1:
@@ -657,7 +569,7 @@ def run_work(args: argparse.Namespace, prog: str) -> int:
         CommandFailed: the app cannot be loaded (EXIT_INPUT); with ``--once``,
             the journal's database fails (EXIT_UNREACHABLE).
     """
-    receiver, journal = _load(args)
+    receiver, journal = load_app_journal(args)
     stop = _StopRequest()
     counted = {"ran": 0, "failed": 0}
     try:
@@ -674,7 +586,7 @@ def run_work(args: argparse.Namespace, prog: str) -> int:
                 )
                 return EXIT_STOPPED_AT_ONCE
     finally:
-        _close(receiver, journal)
+        close_journal(receiver, journal)
     _say(f"stopped: ran {counted['ran']}, failed {counted['failed']}")
     return EXIT_OK
 

@@ -19,28 +19,26 @@ one object per line with every field, times in ISO 8601.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import os
 import re
-import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ..answers import printable
-from ..journal.base import JournalUnavailable
 from ..journal.runlog import HEALTH_WINDOW
-from .app import add_app_arguments, load_receiver, require_journal
-from .common import EXIT_INPUT, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, CommandFailed
+from .app import add_source_arguments, close_journal, journal_errors, open_journal
+from .common import EXIT_INPUT, EXIT_OK, EXIT_USAGE, CommandFailed, positive_int
+from .tables import (
+    add_json_argument,
+    cell,
+    json_data,
+    piped_output,
+    print_facts,
+    print_table,
+    time_cell,
+)
 
 if TYPE_CHECKING:
-    from _typeshed import DataclassInstance
-
     from ..journal.base import Journal
-    from ..receiver import WebhookReceiver
     from ..runs import RunRecord, SyncHealth
     from .common import Subcommands
 
@@ -62,16 +60,6 @@ RUN_STATUSES = ("triggered", "started", "succeeded", "failed")
 #: Seconds per unit of an ``--overdue`` value; a bare number is seconds.
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"(?P<number>\d+(?:\.\d*)?|\.\d+)\s*(?P<unit>[smhd]?)")
-
-
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {number}")
-    return number
 
 
 def parse_duration(value: str) -> timedelta:
@@ -139,13 +127,7 @@ def add_parsers(commands: Subcommands) -> None:
             "full. Times are when the journal first received each event."
         ),
     )
-    source = runs.add_mutually_exclusive_group(required=True)
-    add_app_arguments(runs, group=source)
-    source.add_argument(
-        "--journal",
-        metavar="FILE",
-        help="read this SQLite journal file instead of an app's (serve --journal FILE)",
-    )
+    add_source_arguments(runs)
     runs.add_argument("--sync", type=int, metavar="ID", help="only this sync")
     runs.add_argument(
         "--status",
@@ -155,16 +137,12 @@ def add_parsers(commands: Subcommands) -> None:
     )
     runs.add_argument(
         "--limit",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_RUNS_LIMIT,
         metavar="N",
         help="list at most N runs, or with --health N syncs (%(default)s)",
     )
-    runs.add_argument(
-        "--json",
-        action="store_true",
-        help="one JSON object per line, every field (times in ISO 8601)",
-    )
+    add_json_argument(runs)
     mode = runs.add_mutually_exclusive_group()
     mode.add_argument(
         "--overdue",
@@ -193,35 +171,6 @@ def add_parsers(commands: Subcommands) -> None:
 
 
 # -- loading ----------------------------------------------------------------------------
-
-
-def _open(args: argparse.Namespace) -> tuple[WebhookReceiver | None, Journal]:
-    """The ``--app`` receiver and its journal, or the ``--journal`` file (which must exist)."""
-    if args.journal is None:
-        receiver = load_receiver(args.app, app_dir=args.app_dir)
-        return receiver, require_journal(receiver, args.app)
-    from ..errors import ConfigurationError
-    from ..journal.sqlite import SQLiteJournal
-
-    if not Path(args.journal).is_file():
-        raise CommandFailed(
-            EXIT_INPUT,
-            f"no journal file at {args.journal}; give the path serve printed, or --app MODULE:ATTR",
-        )
-    try:
-        return None, SQLiteJournal(args.journal)
-    except ConfigurationError as exc:
-        raise CommandFailed(EXIT_INPUT, str(exc)) from None
-
-
-@contextmanager
-def _journal_errors() -> Iterator[None]:
-    try:
-        yield
-    except JournalUnavailable as exc:
-        raise CommandFailed(
-            EXIT_UNREACHABLE, f"{exc}; check that the database is up and reachable"
-        ) from None
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -254,9 +203,9 @@ def run_runs(args: argparse.Namespace, prog: str) -> int:
             (EXIT_UNREACHABLE).
     """
     _check_options(args)
-    receiver, journal = _open(args)
+    receiver, journal = open_journal(args)
     try:
-        with _journal_errors():
+        with piped_output(), journal_errors():
             if args.show is not None:
                 _show(journal, args, prog)
             elif args.health:
@@ -265,16 +214,8 @@ def run_runs(args: argparse.Namespace, prog: str) -> int:
                 _list_overdue(journal, args)
             else:
                 _list_runs(journal, args)
-            sys.stdout.flush()
-    except BrokenPipeError:
-        # Piped into head (or a pager that quit): what was read is all that was wanted.
-        # Later writes to the closed pipe, at exit too, go nowhere instead of failing.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     finally:
-        # The command owns the process: its threads and connections end with it.
-        if receiver is not None:
-            receiver.close()
-        journal.close()
+        close_journal(receiver, journal)
     return EXIT_OK
 
 
@@ -287,7 +228,7 @@ def run_json(run: RunRecord) -> dict[str, Any]:
     Returns:
         A dict ready for ``json.dumps``.
     """
-    data = _plain(run)
+    data: dict[str, Any] = json_data(run)
     data["finished"] = run.finished
     return data
 
@@ -301,36 +242,12 @@ def health_json(health: SyncHealth) -> dict[str, Any]:
     Returns:
         A dict ready for ``json.dumps``; ``success_rate`` is a fraction (0 to 1).
     """
-    return _plain(health)
-
-
-def _plain(record: DataclassInstance) -> dict[str, Any]:
-    return {f.name: _value(getattr(record, f.name)) for f in dataclasses.fields(record)}
-
-
-def _value(value: object) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _plain(value)
-    if isinstance(value, tuple | list):
-        return [_value(item) for item in value]
-    return value
-
-
-def _when(value: datetime | None) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
+    data: dict[str, Any] = json_data(health)
+    return data
 
 
 def _missing(run: RunRecord) -> str:
     return ",".join(name.removeprefix("sync.") for name in run.missing) or "-"
-
-
-def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-    for row in (header, *rows):
-        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        print("  ".join(cells).rstrip())
 
 
 _RUN_HEADER = (
@@ -344,9 +261,9 @@ def _run_row(run: RunRecord) -> tuple[str, ...]:
         str(run.sync_run_id),
         str(run.sync_id),
         run.status,
-        _when(run.triggered_at),
-        _when(run.started_at),
-        _when(run.finished_at),
+        time_cell(run.triggered_at),
+        time_cell(run.started_at),
+        time_cell(run.finished_at),
         duration_text(run.queued_seconds),
         duration_text(run.duration_seconds),
         str(len(run.alerts)),
@@ -364,7 +281,7 @@ def _list_runs(journal: Journal, args: argparse.Namespace) -> None:
         filtered = args.sync is not None or args.status is not None
         print("no runs recorded" + (" that match" if filtered else "") + ".")
         return
-    _print_table(_RUN_HEADER, [_run_row(run) for run in runs])
+    print_table(_RUN_HEADER, [_run_row(run) for run in runs])
     if len(runs) == args.limit:
         print(f"(the newest {args.limit}: --limit N shows more)")
 
@@ -397,7 +314,7 @@ def _list_overdue(journal: Journal, args: argparse.Namespace) -> None:
         print(f"no runs open for over {threshold}" + (" that match" if filtered else "") + ".")
         return
     rows = [(*_run_row(run), duration_text(open_for[run.sync_run_id])) for run in shown]
-    _print_table((*_RUN_HEADER, "OPEN FOR"), rows)
+    print_table((*_RUN_HEADER, "OPEN FOR"), rows)
     more = (
         f"; the oldest {len(shown)} shown, --limit N shows more" if len(runs) > len(shown) else ""
     )
@@ -433,13 +350,13 @@ def _list_health(journal: Journal, args: argparse.Namespace) -> None:
             _percent(h.success_rate),
             duration_text(h.median_duration),
             duration_text(h.p95_duration),
-            _when(h.last_success),
-            _when(h.last_failure),
+            time_cell(h.last_success),
+            time_cell(h.last_failure),
             str(h.open_runs),
         )
         for h in healths
     ]
-    _print_table(header, rows)
+    print_table(header, rows)
     print(
         f"(each sync's latest {HEALTH_WINDOW:,} runs: RUNS counts the finished ones, "
         "OPEN those triggered or started and not finished)"
@@ -462,27 +379,21 @@ def _show(journal: Journal, args: argparse.Namespace, prog: str) -> None:
         f"run {run.sync_run_id} of sync {run.sync_id} (workspace {run.workspace_id}): {run.status}"
     )
     facts = [
-        ("triggered (UTC)", _when(run.triggered_at)),
-        ("started (UTC)", _when(run.started_at)),
-        ("finished (UTC)", _when(run.finished_at)),
+        ("triggered (UTC)", time_cell(run.triggered_at)),
+        ("started (UTC)", time_cell(run.started_at)),
+        ("finished (UTC)", time_cell(run.finished_at)),
         ("queued", duration_text(run.queued_seconds)),
         ("duration", duration_text(run.duration_seconds)),
-        ("completed status", _cell(run.completed_status)),
+        ("completed status", cell(run.completed_status)),
         ("events received", ", ".join(run.received) or "-"),
         ("missing events", ", ".join(run.missing) or "-"),
     ]
-    for name, value in facts:
-        print(f"  {name + ':':<18}{value}")
+    print_facts(facts)
     print("alerts:")
     for alert in run.alerts:
         print(
-            f"  {_when(alert.at)}  {alert.kind:<8} #{_cell(alert.alert_instance_id)} "
-            f"{_cell(alert.alert_type, 64)}: {_cell(alert.message, 200)}"
+            f"  {time_cell(alert.at)}  {alert.kind:<8} #{cell(alert.alert_instance_id)} "
+            f"{cell(alert.alert_type, 64)}: {cell(alert.message, 200)}"
         )
     if not run.alerts:
         print("  -")
-
-
-def _cell(value: object, limit: int = 40) -> str:
-    """Verified payload text, on one short escaped line."""
-    return "-" if value is None or value == "" else printable(value, limit)
