@@ -14,56 +14,23 @@ import contextlib
 from typing import TYPE_CHECKING
 
 from ..bodies import read_asgi_body
-from .core import FORM_LIMIT, InspectorCore, InspectorRequest
+from .core import FORM_LIMIT, InspectorApp, InspectorRequest
 
 if TYPE_CHECKING:
     from .._types import Receive, Scope, Send
-    from ..journal import Journal
-    from ..receiver import WebhookReceiver
-    from .core import Auth, LiveStream
+    from .core import LiveStream
 
 __all__ = ["Inspector"]
 
 
-class Inspector:
+class Inspector(InspectorApp):
     """A web page over a journal: deliveries (live), one delivery, sync runs, rejections.
 
     Mount it in an ASGI app (``app.mount("/inspector", Inspector(...))``), or
-    serve it alone. It refuses to be built without credentials.
-
-    Args:
-        journal: the journal to show.
-        receiver: the receiver recording to ``journal``; without it there is no
-            replay button.
-        token: a secret whose holder may look: ``Authorization: Bearer TOKEN``,
-            or the page's URL with ``?token=TOKEN`` once (it sets a cookie).
-        auth: your own check: called with an ``InspectorRequest`` (headers,
-            cookies, and ``raw``, the ASGI scope) in a worker thread; ``True``
-            lets the request in. Either ``token`` or ``auth`` suffices.
-        live_interval: seconds between the live list's looks at the journal.
-
-    Raises:
-        ConfigurationError: with neither ``token`` nor ``auth``, or for a bad
-            journal, receiver or token.
-        ImportError: without Jinja2: ``pip install 'census-receiver[inspector]'``.
+    serve it alone. Its arguments, and what it refuses, are ``InspectorApp``'s:
+    ``Inspector(journal, receiver=receiver, token=token)``; an ``auth`` callable
+    runs in a worker thread and sees the ASGI scope as ``raw``.
     """
-
-    def __init__(
-        self,
-        journal: Journal,
-        *,
-        receiver: WebhookReceiver | None = None,
-        token: str | bytes | None = None,
-        auth: Auth | None = None,
-        live_interval: float = 0.5,
-    ) -> None:
-        self.core = InspectorCore(
-            journal, receiver=receiver, token=token, auth=auth, live_interval=live_interval
-        )
-
-    def close(self) -> None:
-        """End the open live streams within one poll, so a server can stop promptly."""
-        self.core.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

@@ -5,7 +5,8 @@ No sockets and no web framework. ``InspectorCore.handle`` takes an
 and returns an ``InspectorResponse`` (status, headers, and a body or a
 ``LiveStream``). It reads the journal and, for replay, runs the receiver; those
 calls block, so the ASGI app makes them in a worker thread. ``Inspector`` (ASGI)
-and ``WSGIInspector`` only move bytes.
+and ``WSGIInspector`` only move bytes; what they share, the core they hand each
+request to and ``close``, is ``InspectorApp``.
 
 Security, in the order a request meets it:
 
@@ -53,6 +54,7 @@ __all__ = [
     "SECURITY_HEADERS",
     "SESSION_COOKIE",
     "Auth",
+    "InspectorApp",
     "InspectorCore",
     "InspectorRequest",
     "InspectorResponse",
@@ -552,6 +554,49 @@ class InspectorCore:
             *(extra or []),
         ]
         return InspectorResponse(status, headers, body)
+
+
+class InspectorApp:
+    """What the ASGI and WSGI inspectors share: the core they hand each request to.
+
+    ``Inspector`` and ``WSGIInspector`` add only ``__call__``, which moves the
+    request's bytes to ``core.handle`` and its answer back. It refuses to be
+    built without credentials.
+
+    Args:
+        journal: the journal to show.
+        receiver: the receiver recording to ``journal``; without it there is no
+            replay button.
+        token: a secret whose holder may look: ``Authorization: Bearer TOKEN``,
+            or the page's URL with ``?token=TOKEN`` once (it sets a cookie).
+        auth: your own check: called with an ``InspectorRequest`` (headers,
+            cookies, and ``raw``, the ASGI scope or the WSGI environ) in a worker
+            thread under ASGI; ``True`` lets the request in. Either ``token`` or
+            ``auth`` suffices.
+        live_interval: seconds between the live list's looks at the journal.
+
+    Raises:
+        ConfigurationError: with neither ``token`` nor ``auth``, or for a bad
+            journal, receiver or token.
+        ImportError: without Jinja2: ``pip install 'census-receiver[inspector]'``.
+    """
+
+    def __init__(
+        self,
+        journal: Journal,
+        *,
+        receiver: WebhookReceiver | None = None,
+        token: str | bytes | None = None,
+        auth: Auth | None = None,
+        live_interval: float = 0.5,
+    ) -> None:
+        self.core = InspectorCore(
+            journal, receiver=receiver, token=token, auth=auth, live_interval=live_interval
+        )
+
+    def close(self) -> None:
+        """End the open live streams within one poll, so a server can stop promptly."""
+        self.core.close()
 
 
 class LiveStream:

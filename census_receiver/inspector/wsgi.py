@@ -15,21 +15,19 @@ from typing import TYPE_CHECKING
 
 from ..bodies import read_wsgi_body
 from ..wsgi import status_line
-from .core import FORM_LIMIT, InspectorCore, InspectorRequest
+from .core import FORM_LIMIT, InspectorApp, InspectorRequest
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-    from ..journal import Journal
-    from ..receiver import WebhookReceiver
-    from .core import Auth, LiveStream
+    from .core import LiveStream
 
 __all__ = ["WSGIInspector"]
 
 _UNPREFIXED = {"CONTENT_TYPE": "content-type", "CONTENT_LENGTH": "content-length"}
 
 
-class WSGIInspector:
+class WSGIInspector(InspectorApp):
     """The inspector (see ``Inspector``) as a WSGI app.
 
     Mount it below a path, e.g. with Werkzeug's ``DispatcherMiddleware``::
@@ -38,38 +36,9 @@ class WSGIInspector:
             app.wsgi_app, {"/inspector": WSGIInspector(journal, receiver=receiver, token=t)}
         )
 
-    Args:
-        journal: the journal to show.
-        receiver: the receiver recording to ``journal``; without it there is no
-            replay button.
-        token: a secret whose holder may look (``Authorization: Bearer``, or
-            ``?token=`` once).
-        auth: your own check, called with an ``InspectorRequest`` whose ``raw``
-            is the WSGI environ; ``True`` lets the request in.
-        live_interval: seconds between the live list's looks at the journal.
-
-    Raises:
-        ConfigurationError: with neither ``token`` nor ``auth``, or for a bad
-            journal, receiver or token.
-        ImportError: without Jinja2: ``pip install 'census-receiver[inspector]'``.
+    Its arguments, and what it refuses, are ``InspectorApp``'s; an ``auth``
+    callable sees the WSGI environ as ``raw``.
     """
-
-    def __init__(
-        self,
-        journal: Journal,
-        *,
-        receiver: WebhookReceiver | None = None,
-        token: str | bytes | None = None,
-        auth: Auth | None = None,
-        live_interval: float = 0.5,
-    ) -> None:
-        self.core = InspectorCore(
-            journal, receiver=receiver, token=token, auth=auth, live_interval=live_interval
-        )
-
-    def close(self) -> None:
-        """End the open live streams within one poll, so a server can stop promptly."""
-        self.core.close()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         body = b""
