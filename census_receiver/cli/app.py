@@ -13,8 +13,8 @@ arguments that returns one (uvicorn's ``--factory`` idea; the function is called
 when it is one). The commands that need the journal (``deliveries``, ``replay``,
 ``work``, ``runs``) then check that the receiver has one; the ones that only
 read (``deliveries``, ``runs``) take a SQLite journal file instead with
-``--journal FILE``, and report a database they cannot reach with
-``EXIT_UNREACHABLE`` (``journal_errors``).
+``--journal FILE`` and run within ``reading_journal``. A database that cannot
+be reached ends a command with ``EXIT_UNREACHABLE`` (``journal_errors``).
 
 Every other failure is a ``CommandFailed`` with ``EXIT_INPUT`` whose message names the
 fix. An exception raised while importing the module or calling the factory is
@@ -39,6 +39,7 @@ from ..errors import CensusReceiverError, ConfigurationError
 from ..journal.base import JournalUnavailable
 from ..receiver import WebhookReceiver
 from .common import EXIT_INPUT, EXIT_UNREACHABLE, CommandFailed
+from .tables import piped_output
 
 if TYPE_CHECKING:
     from ..journal.base import Journal
@@ -51,7 +52,7 @@ __all__ = [
     "journal_errors",
     "load_app_journal",
     "load_receiver",
-    "open_journal",
+    "reading_journal",
     "require_journal",
 ]
 
@@ -193,20 +194,34 @@ def load_app_journal(args: argparse.Namespace) -> tuple[WebhookReceiver, Journal
     return receiver, require_journal(receiver, args.app)
 
 
-def open_journal(args: argparse.Namespace) -> tuple[WebhookReceiver | None, Journal]:
-    """The journal that ``add_source_arguments`` options name, and its receiver if any.
+@contextmanager
+def reading_journal(args: argparse.Namespace) -> Iterator[Journal]:
+    """The journal that ``add_source_arguments`` options name, for a command that lists it.
+
+    Within the block, a database that fails ends the command (``journal_errors``)
+    and output into a pipe that closes ends quietly (``piped_output``); the
+    journal, and the ``--app`` receiver, are closed after it.
 
     Args:
         args: the parsed arguments, with ``app``, ``app_dir`` and ``journal``.
 
-    Returns:
-        The ``--app`` receiver and its journal, or ``None`` and the ``--journal``
-        file's ``SQLiteJournal``.
+    Yields:
+        The ``--app`` receiver's journal, or the ``--journal`` file's ``SQLiteJournal``.
 
     Raises:
         CommandFailed: the app cannot be loaded or has no journal, or the file
-            does not exist or is not a journal (EXIT_INPUT).
+            does not exist or is not a journal (EXIT_INPUT); the database fails
+            (EXIT_UNREACHABLE).
     """
+    receiver, journal = _open_journal(args)
+    try:
+        with piped_output(), journal_errors():
+            yield journal
+    finally:
+        close_journal(receiver, journal)
+
+
+def _open_journal(args: argparse.Namespace) -> tuple[WebhookReceiver | None, Journal]:
     if args.journal is None:
         return load_app_journal(args)
     from ..journal.sqlite import SQLiteJournal
@@ -242,7 +257,7 @@ def close_journal(receiver: WebhookReceiver | None, journal: Journal) -> None:
     """Close the receiver, if any, and the journal, when the command is done.
 
     Args:
-        receiver: the receiver ``open_journal`` or ``load_app_journal`` gave, or ``None``.
+        receiver: the receiver ``load_app_journal`` gave, or ``None``.
         journal: its journal, or the ``--journal`` file's.
     """
     # The command owns the process: its threads and connections end with it.

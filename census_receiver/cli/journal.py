@@ -48,7 +48,7 @@ from .app import (
     close_journal,
     journal_errors,
     load_app_journal,
-    open_journal,
+    reading_journal,
 )
 from .common import (
     EXIT_INPUT,
@@ -65,7 +65,6 @@ from .tables import (
     add_json_argument,
     cell,
     json_data,
-    piped_output,
     print_facts,
     print_table,
     time_cell,
@@ -231,17 +230,13 @@ def run_deliveries(args: argparse.Namespace, prog: str) -> int:
         CommandFailed: the app or journal cannot be loaded, or ``--show`` names an
             unknown id (EXIT_INPUT); the journal's database fails (EXIT_UNREACHABLE).
     """
-    receiver, journal = open_journal(args)
-    try:
-        with piped_output(), journal_errors():
-            if args.show is not None:
-                _show(journal, args.show, as_json=args.json)
-            elif args.rejections:
-                _list_rejections(journal.rejections(args.limit), as_json=args.json)
-            else:
-                _list_deliveries(journal, args)
-    finally:
-        close_journal(receiver, journal)
+    with reading_journal(args) as journal:
+        if args.show is not None:
+            _show(journal, args.show, as_json=args.json)
+        elif args.rejections:
+            _list_rejections(journal.rejections(args.limit), as_json=args.json)
+        else:
+            _list_deliveries(journal, args)
     return EXIT_OK
 
 

@@ -25,13 +25,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..journal.runlog import HEALTH_WINDOW
-from .app import add_source_arguments, close_journal, journal_errors, open_journal
+from .app import add_source_arguments, reading_journal
 from .common import EXIT_INPUT, EXIT_OK, EXIT_USAGE, CommandFailed, positive_int
 from .tables import (
     add_json_argument,
     cell,
     json_data,
-    piped_output,
     print_facts,
     print_table,
     time_cell,
@@ -203,19 +202,15 @@ def run_runs(args: argparse.Namespace, prog: str) -> int:
             (EXIT_UNREACHABLE).
     """
     _check_options(args)
-    receiver, journal = open_journal(args)
-    try:
-        with piped_output(), journal_errors():
-            if args.show is not None:
-                _show(journal, args, prog)
-            elif args.health:
-                _list_health(journal, args)
-            elif args.overdue is not None:
-                _list_overdue(journal, args)
-            else:
-                _list_runs(journal, args)
-    finally:
-        close_journal(receiver, journal)
+    with reading_journal(args) as journal:
+        if args.show is not None:
+            _show(journal, args, prog)
+        elif args.health:
+            _list_health(journal, args)
+        elif args.overdue is not None:
+            _list_overdue(journal, args)
+        else:
+            _list_runs(journal, args)
     return EXIT_OK
 
 
