@@ -100,18 +100,6 @@ def _is_journal(journal: object) -> bool:
     return isinstance(journal, Journal)
 
 
-def _runner_for(receiver: WebhookReceiver, journal: Journal) -> JournalRunner:
-    from .journal.running import JournalRunner
-
-    return JournalRunner(
-        journal,
-        receiver._pipeline,
-        receiver._router,
-        receiver._reporter,
-        receiver._overdue_hooks,
-    )
-
-
 class WebhookReceiver(Registration):
     """Verifies Census deliveries and dispatches them to handlers.
 
@@ -245,7 +233,7 @@ class WebhookReceiver(Registration):
             on_capture=acknowledge == "on_capture",
             run_hooks=self._run_hooks,
         )
-        self._journal_runner = _runner_for(self, journal) if journal is not None else None
+        self._journal_runner = self._runner_on(journal) if journal is not None else None
         self.deadline = deadline
         self.dedup_fail_open = dedup_fail_open
         self.slow_handling = slow_handling
@@ -454,6 +442,14 @@ class WebhookReceiver(Registration):
         return triaged if isinstance(triaged, Outcome) else await triaged.run_async()
 
     # -- the journal: replay, workers, sync runs ---------------------------------------
+
+    def _runner_on(self, journal: Journal) -> JournalRunner:
+        # Imported only with a journal: the journal package loads sqlite3.
+        from .journal.running import JournalRunner
+
+        return JournalRunner(
+            journal, self._pipeline, self._router, self._reporter, self._overdue_hooks
+        )
 
     def _runner(self, what: str) -> JournalRunner:
         if self._journal_runner is None:
