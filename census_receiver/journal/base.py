@@ -33,13 +33,11 @@ from ..answers import JOURNAL_UNAVAILABLE, Answer, Outcome
 from ..dedup import Claim, ClaimState
 from ..errors import ConfigurationError, DedupUnavailable, shown_value
 from . import sql
+from .reading import REJECTIONS_KEPT, DeliveryLog
 from .records import (
     DONE_STATUSES,
-    Attempt,
     DeliveryRecord,
-    HandlerError,
-    Rejection,
-    from_timestamp,
+    record_from_row,
 )
 from .runlog import RunLog
 
@@ -69,8 +67,6 @@ DEFAULT_MAX_TRIES = 8
 DEFAULT_BACKOFF = 10.0
 #: Claims whose answer never came, remembered to be freed (older ones expire with their lease).
 UNANSWERED_KEPT = 10_000
-#: Refusals kept in the rejection log, newest first.
-REJECTIONS_KEPT = 1000
 
 
 class JournalUnavailable(DedupUnavailable):
@@ -110,7 +106,7 @@ def _check_seconds(name: str, value: float) -> None:
         )
 
 
-class Journal(RunLog):
+class Journal(RunLog, DeliveryLog):
     """The SQL and logic every journal backend shares; see the module docstring.
 
     Args:
@@ -444,20 +440,6 @@ class Journal(RunLog):
         for note in notes:
             cur.execute(sql.INSERT_REJECTION, note)
 
-    def rejections(self, limit: int = 100) -> list[Rejection]:
-        """Recent refusals of unverified requests, newest first.
-
-        Raises:
-            JournalUnavailable: when the database fails.
-        """
-        with self.transaction(write=bool(self._rejections)) as cur:
-            self._flush_rejections(cur)
-            rows = cur.execute(sql.SELECT_REJECTIONS, (limit,)).fetchall()
-        return [
-            Rejection(from_timestamp(at), int(status), reason, remote, int(size))  # type: ignore[arg-type]
-            for at, status, reason, remote, size in rows
-        ]
-
     # -- workers and replay ------------------------------------------------------------
 
     def take_due(
@@ -481,7 +463,7 @@ class Journal(RunLog):
                 sql.TAKE_DUE.replace("{lock}", self.take_due_lock),
                 (token, now + self.lease, now, now, now, limit, now, now),
             ).fetchall()
-            taken = sorted((_record(row) for row in rows), key=lambda r: r.id)
+            taken = sorted((record_from_row(row) for row in rows), key=lambda r: r.id)
             return [
                 (
                     r,
@@ -528,117 +510,14 @@ class Journal(RunLog):
                 row = cur.execute(sql.SELECT_ONE, (delivery_id,)).fetchone()
                 if row is None:
                     raise KeyError(delivery_id)
-                return _record(row), None
-            record = _record(row)
+                return record_from_row(row), None
+            record = record_from_row(row)
             run = (
                 self.take_finish(cur, record.sync_run_id, token)
                 if finishing and record.event in sql.RUN_EVENT_COLUMNS
                 else None
             )
         return record, JournalClaim(record.key, ClaimState.CLAIMED, token, record.id, "replay", run)
-
-    # -- reading -----------------------------------------------------------------------
-
-    def get(self, delivery_id: int) -> DeliveryRecord | None:
-        """The delivery with this id, with its attempts, or ``None``.
-
-        Raises:
-            JournalUnavailable: when the database fails.
-        """
-        with self.transaction(write=False) as cur:
-            row = cur.execute(sql.SELECT_ONE, (delivery_id,)).fetchone()
-            if row is None:
-                return None
-            history = cur.execute(sql.SELECT_ATTEMPTS, (delivery_id,)).fetchall()
-        record = _record(row)
-        attempts = tuple(
-            Attempt(from_timestamp(at), kind, int(status), reason)  # type: ignore[arg-type]
-            for at, kind, status, reason in history
-        )
-        return _replace_history(record, attempts)
-
-    def deliveries(
-        self,
-        *,
-        status: str | None = None,
-        event: str | None = None,
-        sync_id: int | None = None,
-        sync_run_id: int | None = None,
-        before: int | None = None,
-        after: int | None = None,
-        limit: int = 100,
-    ) -> list[DeliveryRecord]:
-        """Recorded deliveries, newest first, optionally filtered.
-
-        Args:
-            status: only this status.
-            event: only this event name.
-            sync_id: only this sync.
-            sync_run_id: only this sync run.
-            before: only ids below this one (the page after a page's last id).
-            after: only ids above this one (what arrived since a page's first id).
-            limit: at most this many.
-
-        Returns:
-            The records (without their attempt history).
-
-        Raises:
-            JournalUnavailable: when the database fails.
-        """
-        where, params = [], []
-        for condition, value in (
-            ("status = ?", status),
-            ("event = ?", event),
-            ("sync_id = ?", sync_id),
-            ("sync_run_id = ?", sync_run_id),
-            ("id < ?", before),
-            ("id > ?", after),
-        ):
-            if value is not None:
-                where.append(condition)
-                params.append(value)
-        clause = f"WHERE {' AND '.join(where)} " if where else ""
-        # Conditions from the fixed list above; every value is a parameter.
-        statement = f"SELECT {sql.DELIVERY_COLUMNS} FROM census_deliveries {clause}"
-        with self.transaction(write=False) as cur:
-            rows = cur.execute(statement + "ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()
-        return [_record(row) for row in rows]
-
-    def counts(self) -> dict[str, int]:
-        """How many deliveries have each status.
-
-        Raises:
-            JournalUnavailable: when the database fails.
-        """
-        with self.transaction(write=False) as cur:
-            rows = cur.execute(sql.COUNT_STATUSES, ()).fetchall()
-        return {str(status): int(n) for status, n in rows}
-
-    # -- retention ---------------------------------------------------------------------
-
-    def prune(self, *, older_than: float | None = None) -> int:
-        """Remove settled records (and rejections) not updated for ``retention`` seconds.
-
-        Deliveries still ``pending`` or ``running`` are kept whatever their age.
-
-        Args:
-            older_than: seconds, instead of the journal's ``retention``.
-
-        Returns:
-            How many deliveries were removed.
-
-        Raises:
-            JournalUnavailable: when the database fails.
-        """
-        cutoff = self.clock() - (self.retention if older_than is None else older_than)
-        with self.transaction() as cur:
-            self._flush_rejections(cur)
-            removed = cur.execute(sql.PRUNE_DELIVERIES, (cutoff,)).rowcount
-            cur.execute(sql.PRUNE_ATTEMPTS, ())
-            cur.execute(sql.PRUNE_RUNS, (cutoff,))
-            cur.execute(sql.PRUNE_RUN_ALERTS, ())
-            cur.execute(sql.PRUNE_REJECTIONS, (cutoff, REJECTIONS_KEPT))
-        return int(removed)
 
 
 class _Cursor:
@@ -689,57 +568,3 @@ def _failure(error: BaseException | None) -> tuple[str, str, str] | None:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else ""
-
-
-def _record(row: Sequence[Any]) -> DeliveryRecord:
-    (
-        id_,
-        key,
-        event,
-        workspace,
-        sync,
-        run,
-        alert,
-        body,
-        status,
-        attempts,
-        tries,
-        received,
-        updated,
-        answer_status,
-        answer_reason,
-        error_type,
-        error_message,
-        error_traceback,
-        next_at,
-    ) = row
-    error = (
-        HandlerError(error_type, error_message or "", error_traceback or "")
-        if error_type is not None
-        else None
-    )
-    return DeliveryRecord(
-        id=int(id_),
-        key=key,
-        event=event,
-        workspace_id=workspace,
-        sync_id=sync,
-        sync_run_id=run,
-        alert_instance_id=alert,
-        body=bytes(body),
-        status=status,
-        attempts=int(attempts),
-        tries=int(tries),
-        received_at=from_timestamp(received),  # type: ignore[arg-type]
-        updated_at=from_timestamp(updated),  # type: ignore[arg-type]
-        answer_status=answer_status,
-        answer_reason=answer_reason,
-        error=error,
-        next_attempt_at=from_timestamp(next_at),
-    )
-
-
-def _replace_history(record: DeliveryRecord, history: tuple[Attempt, ...]) -> DeliveryRecord:
-    from dataclasses import replace
-
-    return replace(record, history=history)

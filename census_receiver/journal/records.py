@@ -7,6 +7,7 @@ Census sent and the signature verified.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +20,7 @@ __all__ = [
     "HandlerError",
     "Rejection",
     "from_timestamp",
+    "record_from_row",
 ]
 
 #: Every status a recorded delivery can have:
@@ -138,3 +140,52 @@ class Rejection:
     reason: str
     remote: str | None
     size: int
+
+
+def record_from_row(row: Sequence[Any]) -> DeliveryRecord:
+    """A ``DeliveryRecord`` from a row of ``sql.DELIVERY_COLUMNS``."""
+    (
+        id_,
+        key,
+        event,
+        workspace,
+        sync,
+        run,
+        alert,
+        body,
+        status,
+        attempts,
+        tries,
+        received,
+        updated,
+        answer_status,
+        answer_reason,
+        error_type,
+        error_message,
+        error_traceback,
+        next_at,
+    ) = row
+    error = (
+        HandlerError(error_type, error_message or "", error_traceback or "")
+        if error_type is not None
+        else None
+    )
+    return DeliveryRecord(
+        id=int(id_),
+        key=key,
+        event=event,
+        workspace_id=workspace,
+        sync_id=sync,
+        sync_run_id=run,
+        alert_instance_id=alert,
+        body=bytes(body),
+        status=status,
+        attempts=int(attempts),
+        tries=int(tries),
+        received_at=from_timestamp(received),  # type: ignore[arg-type]
+        updated_at=from_timestamp(updated),  # type: ignore[arg-type]
+        answer_status=answer_status,
+        answer_reason=answer_reason,
+        error=error,
+        next_attempt_at=from_timestamp(next_at),
+    )
