@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from ..runs import RunAlert, RunRecord, SyncHealth, health_of, missing_events, run_status
+from ..runs import RunAlert, RunRecord, SyncHealth, missing_events, run_status, summarize
 from . import sql
 from .records import from_timestamp
 
@@ -148,7 +148,15 @@ class RunLog:
         Raises:
             JournalUnavailable: when the database fails.
         """
-        return health_of(sync_id, self.runs(sync_id=sync_id, limit=HEALTH_WINDOW))
+        with self.transaction(write=False) as cur:
+            rows = cur.execute(sql.SELECT_HEALTH, (sync_id, HEALTH_WINDOW)).fetchall()
+        return summarize(
+            sync_id,
+            (
+                (str(status), _between(started, finished), finished)
+                for status, started, finished in rows
+            ),
+        )
 
     def overdue_runs(self, after: timedelta) -> list[RunRecord]:
         """Runs triggered or started and not finished within ``after``, oldest first.

@@ -252,3 +252,8 @@ RELEASE_UNANSWERED = (
     "UPDATE census_deliveries SET status = 'failed', lease_token = NULL, lease_until = NULL, "
     "updated_at = ? WHERE key = ? AND lease_token = ? AND status = 'running'"
 )
+# A sync's latest runs, only what its health needs.
+SELECT_HEALTH = (
+    "SELECT status, started_at, finished_at FROM census_runs WHERE sync_id = ? "
+    "ORDER BY first_seen_at DESC LIMIT ?"
+)
