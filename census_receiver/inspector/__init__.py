@@ -23,7 +23,7 @@ Request handling is written once, in ``core``; ``Inspector`` (ASGI) and
 from __future__ import annotations
 
 from .asgi import Inspector
-from .core import InspectorRequest
+from .messages import InspectorRequest
 from .wsgi import WSGIInspector
 
 __all__ = ["Inspector", "InspectorRequest", "WSGIInspector"]

@@ -14,11 +14,12 @@ import contextlib
 from typing import TYPE_CHECKING
 
 from ..bodies import read_asgi_body
-from .core import FORM_LIMIT, InspectorApp, InspectorRequest
+from .core import InspectorApp
+from .messages import FORM_LIMIT, InspectorRequest
 
 if TYPE_CHECKING:
     from .._types import Receive, Scope, Send
-    from .core import LiveStream
+    from .live import LiveStream
 
 __all__ = ["Inspector"]
 

@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING
 
 from ..bodies import read_wsgi_body
 from ..wsgi import status_line
-from .core import FORM_LIMIT, InspectorApp, InspectorRequest
+from .core import InspectorApp
+from .messages import FORM_LIMIT, InspectorRequest
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-    from .core import LiveStream
+    from .live import LiveStream
 
 __all__ = ["WSGIInspector"]
 
