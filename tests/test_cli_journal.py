@@ -25,7 +25,7 @@ import pytest
 
 from census_receiver import WebhookReceiver
 from census_receiver.cli import EXIT_INPUT, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, main
-from census_receiver.cli.journal import EXIT_STOPPED_AT_ONCE
+from census_receiver.cli.work import EXIT_STOPPED_AT_ONCE
 from census_receiver.journal import JournalUnavailable, SQLiteJournal
 from census_receiver.testing import make_delivery
 

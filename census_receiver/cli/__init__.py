@@ -33,9 +33,9 @@ or run id); 4 when the URL or the journal's database cannot be reached; 5 when
 stops ``work`` in the middle of a delivery.
 
 Each command lives in a module of this package (``send``, ``signing``,
-``serve``, ``journal``, ``runs``) with ``add_parsers(commands)``, which registers its
-sub-commands and gives each its ``run(args, prog) -> int`` with
-``set_defaults(run=...)``. A new module joins by being listed in
+``serve``, ``deliveries``, ``replay``, ``work``, ``runs``) with
+``add_parsers(commands)``, which registers its sub-commands and gives each its
+``run(args, prog) -> int`` with ``set_defaults(run=...)``. A new module joins by being listed in
 ``COMMAND_MODULES``; shared helpers are the public names of ``common``,
 ``app`` finds the receiver that ``--app`` names (or the journal ``--journal``
 names), and ``tables`` shows the journal's records.
@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from .. import __version__
-from . import journal, runs, send, serve, signing
+from . import deliveries, replay, runs, send, serve, signing, work
 from .common import (
     EXIT_INPUT,
     EXIT_LISTEN,
@@ -90,7 +90,7 @@ class CommandModule(Protocol):
 
 
 #: The command modules, in the order their sub-commands are listed in the help.
-COMMAND_MODULES: tuple[CommandModule, ...] = (serve, send, signing, journal, runs)
+COMMAND_MODULES: tuple[CommandModule, ...] = (serve, send, signing, deliveries, replay, work, runs)
 
 
 def _invocation() -> str:
