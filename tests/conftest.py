@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator, Iterator
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
 from hypothesis import settings
 
 from census_receiver import WebhookReceiver
+from census_receiver.journal import Journal, SQLiteJournal
 from census_receiver.testing import Delivery, make_delivery
 
 from .log_secrecy import log_secrecy as log_secrecy  # session-wide: no secret in any log
 from .postgres_server import PostgresServer
 from .redis_server import RedisServer, ServerNotFound
+from .support import Clock
 
 SECRET = "whsec_census_test"
 
@@ -113,3 +116,29 @@ def pytest_configure(config: pytest.Config) -> None:
         from census_receiver import pytest_plugin
 
         config.pluginmanager.register(pytest_plugin, "census_receiver")
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """A clock the test moves: no sleeps for leases, backoff or overdue runs."""
+    return Clock()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def journal(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Iterator[Journal]:
+    """A fresh, empty journal on each backend (a SQLite file; the session's PostgreSQL)."""
+    if request.param == "sqlite":
+        made: Journal = SQLiteJournal(tmp_path / "journal.db", clock=clock)
+    else:
+        from census_receiver.journal import PostgresJournal
+
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        made = PostgresJournal(server.conninfo, clock=clock)
+        with made.transaction() as cur:
+            cur.execute(
+                "TRUNCATE census_deliveries, census_attempts, census_rejections, "
+                "census_runs, census_run_alerts",
+                (),
+            )
+    yield made
+    made.close()

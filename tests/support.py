@@ -1,4 +1,4 @@
-"""Helpers shared by the test modules: waiting, ASGI types, and ASGI requests driven by hand.
+"""Helpers shared by the test modules: waiting, a clock, ASGI types, ASGI requests by hand.
 
 The ASGI aliases are spelled out here, as in ``starlette/types.py``, so tests
 need neither Starlette nor the package's private modules to type an app. A
@@ -18,6 +18,7 @@ __all__ = [
     "WAIT",
     "ASGIApp",
     "Channel",
+    "Clock",
     "Message",
     "Receive",
     "Scope",
@@ -35,6 +36,16 @@ Message: TypeAlias = MutableMapping[str, Any]
 Receive: TypeAlias = Callable[[], Awaitable[Message]]
 Send: TypeAlias = Callable[[Message], Awaitable[None]]
 ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class Clock:
+    """Epoch seconds that only move when the test says so (``clock.now += 60``)."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = WAIT) -> None:

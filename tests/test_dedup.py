@@ -5,36 +5,16 @@ The Redis store has its own tests against a real redis-server in integration/tes
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
-from census_receiver import ConfigurationError, Event, Outcome, WebhookReceiver
+from census_receiver import ConfigurationError, Event
 from census_receiver.dedup import ClaimState, InMemoryDedupStore, default_key
 from census_receiver.testing import make_body
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture(params=["sync", "async"])
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-def runner(receiver: WebhookReceiver, mode: str) -> Callable[..., Outcome]:
-    if mode == "sync":
-        return receiver.handle
-    return lambda *a, **k: asyncio.run(receiver.handle_async(*a, **k))
-
+from .support import Clock
 
 # -- InMemoryDedupStore ---------------------------------------------------------------------
 
@@ -56,7 +36,7 @@ def test_release_lets_the_next_claim_win() -> None:
 
 
 def test_claim_expires_after_lease() -> None:
-    clock = Clock()
+    clock = Clock(now=1000.0)
     store = InMemoryDedupStore(ttl=100, lease=10, clock=clock)
     stale = store.claim("k")
     clock.now += 10.5
@@ -71,7 +51,7 @@ def test_claim_expires_after_lease() -> None:
 
 
 def test_done_expires_after_ttl_and_memory_is_reclaimed() -> None:
-    clock = Clock()
+    clock = Clock(now=1000.0)
     store = InMemoryDedupStore(ttl=100, lease=10, clock=clock)
     for i in range(50):
         store.complete(store.claim(f"k{i}"))

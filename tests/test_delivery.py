@@ -24,14 +24,7 @@ from census_receiver.delivery import VerifiedDelivery
 from census_receiver.testing import make_delivery
 
 from .conftest import SECRET
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from .support import Clock
 
 
 @pytest.fixture(params=["sync", "async"])

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Iterator
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -25,38 +24,7 @@ from census_receiver.journal import Journal, SQLiteJournal
 from census_receiver.testing import make_delivery, sign
 
 from .conftest import SECRET
-from .postgres_server import PostgresServer
-
-
-class Clock:
-    """Epoch seconds that only move when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def journal(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Iterator[Journal]:
-    """A fresh, empty journal on each backend."""
-    if request.param == "sqlite":
-        made: Journal = SQLiteJournal(tmp_path / "journal.db", clock=clock, backoff=10)
-    else:
-        from census_receiver.journal import PostgresJournal
-
-        server: PostgresServer = request.getfixturevalue("postgres_server")
-        made = PostgresJournal(server.conninfo, clock=clock, backoff=10)
-        with made.transaction() as cur:
-            cur.execute("TRUNCATE census_deliveries, census_attempts, census_rejections", ())
-    yield made
-    made.close()
+from .support import Clock
 
 
 def receiver_on(journal: Journal, **options: Any) -> tuple[WebhookReceiver, list[Event]]:

@@ -9,7 +9,6 @@ order of a run's events (with duplicates) gives the same record, and
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,34 +21,9 @@ from census_receiver.runs import RunRecord, health_of, missing_events, run_statu
 from census_receiver.testing import make_delivery
 
 from .conftest import SECRET
-from .postgres_server import PostgresServer
-from .test_journal import Clock
+from .support import Clock
 
 RUN = 324399613
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def journal(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Iterator[Journal]:
-    if request.param == "sqlite":
-        made: Journal = SQLiteJournal(tmp_path / "journal.db", clock=clock)
-    else:
-        from census_receiver.journal import PostgresJournal
-
-        server: PostgresServer = request.getfixturevalue("postgres_server")
-        made = PostgresJournal(server.conninfo, clock=clock)
-        with made.transaction() as cur:
-            cur.execute(
-                "TRUNCATE census_deliveries, census_attempts, census_rejections, "
-                "census_runs, census_run_alerts",
-                (),
-            )
-    yield made
-    made.close()
 
 
 #: A successful run's events, as Census sends them, with the seconds between them.
