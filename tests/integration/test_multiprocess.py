@@ -10,12 +10,6 @@ handled exactly once: the handler increments a counter per event in Redis.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -30,45 +24,13 @@ from census_receiver.testing import Delivery, make_delivery
 
 from ..conftest import SECRET
 from ..redis_server import RedisServer
+from .multiworker import running
 
-ROOT = Path(__file__).resolve().parents[2]
 EVENTS = 200
 WORKERS = 3
 #: Keys written by mp_app's handlers.
 HANDLED = "mp:handled:{}"
 PIDS = "mp:pids"
-
-
-def listening_socket() -> socket.socket:
-    # IPPROTO_TCP so the uvicorn workers' asyncio sets TCP_NODELAY on accepted sockets.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    sock.set_inheritable(True)
-    return sock
-
-
-def command(server: str, fd: int) -> list[str]:
-    if server == "gunicorn":
-        return [
-            sys.executable, "-m", "gunicorn",
-            "--workers", str(WORKERS),
-            "--worker-class", "sync",
-            "--bind", f"fd://{fd}",
-            "--graceful-timeout", "5",
-            "--log-level", "warning",
-            "tests.integration.mp_app:wsgi_app",
-        ]  # fmt: skip
-    return [
-        sys.executable, "-m", "uvicorn",
-        "--workers", str(WORKERS),
-        "--fd", str(fd),
-        "--lifespan", "off",
-        "--log-level", "warning",
-        "--timeout-graceful-shutdown", "5",
-        "tests.integration.mp_app:asgi_app",
-    ]  # fmt: skip
 
 
 @pytest.fixture(params=["gunicorn", "uvicorn"])
@@ -77,51 +39,15 @@ def server(
 ) -> Iterator[str]:
     """Start the server with its workers; yield its base URL; stop it and its workers."""
     redis_server.flush()
-    sock = listening_socket()
-    port = sock.getsockname()[1]
-    env = {
-        **os.environ,
-        "CENSUS_WEBHOOK_SECRET": SECRET,
-        "CENSUS_TEST_REDIS_URL": redis_server.url,
-        "PYTHONPATH": str(ROOT),
-    }
-    log = tmp_path / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command(str(request.param), sock.fileno()),
-            cwd=ROOT,
-            env=env,
-            pass_fds=(sock.fileno(),),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    sock.close()  # the server holds its own copy
-    base = f"http://127.0.0.1:{port}"
-    try:
-        # Ready once every worker answered (other paths answer the worker's pid).
-        seen: set[str] = set()
-        deadline = time.monotonic() + 30
-        while len(seen) < WORKERS:
-            assert process.poll() is None, f"the server exited:\n{log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"workers seen: {seen}\n{log.read_text()[-3000:]}"
-            try:
-                seen.add(httpx.get(base + "/pid", timeout=2).text)
-            except httpx.TransportError:
-                time.sleep(0.05)
+    target = {"gunicorn": "wsgi_app", "uvicorn": "asgi_app"}[request.param]
+    with running(
+        str(request.param),
+        f"tests.integration.mp_app:{target}",
+        env={"CENSUS_WEBHOOK_SECRET": SECRET, "CENSUS_TEST_REDIS_URL": redis_server.url},
+        log=tmp_path / "server.log",
+        workers=WORKERS,
+    ) as base:
         yield base
-    finally:
-        # The server and its workers share a process group of their own (gone
-        # already when the server failed to start).
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def deliver_until_acknowledged(
