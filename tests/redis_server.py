@@ -42,7 +42,7 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "REDIS_MISSING",
+    "ChildServer",
     "RedisServer",
     "ServerNotFound",
     "dies_with_parent",
@@ -148,40 +149,33 @@ def free_port() -> int:
         return port
 
 
-def _pings(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
+class ChildServer:
+    """A server run as a child process in a temporary directory of its own.
 
-
-class RedisServer:
-    """One ``redis-server`` child process, restartable on the same port.
-
-    Args:
-        startup_timeout: seconds to wait for the server to answer ``PING``.
-
-    Raises:
-        ServerNotFound: from ``start`` when there is no binary to run.
-        RuntimeError: from ``start`` when the server does not come up.
+    What ``RedisServer`` and ``PostgresServer`` share: the first ``start``
+    picks a free port (another, should someone take it first), later ones keep
+    it; ``running``, ``pid``, ``restart``, ``close`` and the ``with`` block.
+    A subclass names its program and log, spawns it (``_spawn``) and says when
+    it is ready (``_ready``).
     """
 
-    def __init__(self, *, startup_timeout: float = 10.0) -> None:
+    #: The program's name, for messages.
+    program: ClassVar[str]
+    #: The log file in the server's directory, quoted when it does not come up.
+    log_name: ClassVar[str]
+
+    def __init__(self, *, startup_timeout: float, prefix: str) -> None:
         self.startup_timeout = startup_timeout
         #: The port, chosen on the first ``start`` and kept across restarts.
         self.port = 0
-        #: The binary, found on the first ``start``.
-        self.executable = ""
         self._process: subprocess.Popen[bytes] | None = None
-        self._dir = Path(tempfile.mkdtemp(prefix="census-redis-"))
+        self._dir = Path(tempfile.mkdtemp(prefix=prefix))
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
-        return f"<RedisServer 127.0.0.1:{self.port} {state}>"
+        return f"<{type(self).__name__} 127.0.0.1:{self.port} {state}>"
 
-    def __enter__(self) -> RedisServer:
+    def __enter__(self) -> Self:
         try:
             self.start()
         except BaseException:
@@ -198,13 +192,8 @@ class RedisServer:
         self.close()
 
     @property
-    def url(self) -> str:
-        """``redis://127.0.0.1:<port>/0``."""
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    @property
     def running(self) -> bool:
-        """Whether the child process is alive."""
+        """Whether the server process is alive."""
         return self._process is not None and self._process.poll() is None
 
     @property
@@ -213,59 +202,37 @@ class RedisServer:
         return self._process.pid if self._process is not None else None
 
     def start(self) -> None:
-        """Start the server (on the port of the previous run, if any) and wait for ``PING``.
+        """Start the server (on the port of the previous run, if any); wait until it is ready.
 
         Raises:
-            ServerNotFound: no ``redis-server`` binary could be found.
             RuntimeError: it is running already, or it did not come up.
         """
         if self.running:
-            raise RuntimeError("redis-server is already running")
-        if not self.executable:
-            found = find_redis_server()
-            if found is None:
-                raise ServerNotFound(REDIS_MISSING)
-            self.executable = found
-        # A port picked by free_port() can be taken by someone else before
-        # redis binds it; then pick another. A restart keeps its port.
+            raise RuntimeError(f"{self.program} is already running")
+        # A port picked by free_port() can be taken by someone else before the
+        # server binds it; then pick another. A restart keeps its port.
         for _ in range(1 if self.port else 5):
             port = self.port or free_port()
-            if self._spawn(port):
+            process = self._spawn(port)
+            if self._await_ready(process, port):
                 self.port = port
+                self._process = process
                 return
-        raise RuntimeError(f"redis-server did not start; its log:\n{self._log_tail()}")
+        raise RuntimeError(f"{self.program} did not start; its log:\n{self._log_tail()}")
 
-    def _spawn(self, port: int) -> bool:
-        log = (self._dir / "redis.log").open("ab")
-        with log:
-            options = {
-                "port": str(port),
-                "bind": "127.0.0.1",
-                "save": "",  # no RDB snapshot, not even at shutdown
-                "appendonly": "no",
-                "dir": str(self._dir),
-                "daemonize": "no",
-                "loglevel": "warning",
-            }
-            argv = [self.executable]
-            for name, value in options.items():
-                argv += [f"--{name}", value]
-            try:
-                process = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    preexec_fn=dies_with_parent(),
-                )
-            except OSError as exc:
-                raise RuntimeError(f"cannot run {self.executable} ({REDIS_ENV}?): {exc}") from exc
+    def _spawn(self, port: int) -> subprocess.Popen[bytes]:
+        raise NotImplementedError
+
+    def _ready(self, port: int) -> bool:
+        raise NotImplementedError
+
+    def _await_ready(self, process: subprocess.Popen[bytes], port: int) -> bool:
+        """Whether it came up in time; false (and killed) if not, or if it exited."""
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 return False  # port taken, most likely
-            if _pings(port):
-                self._process = process
+            if self._ready(port):
                 return True
             time.sleep(0.02)
         process.kill()
@@ -274,8 +241,97 @@ class RedisServer:
 
     def _log_tail(self) -> str:
         with contextlib.suppress(OSError):
-            return (self._dir / "redis.log").read_text(errors="replace")[-2000:]
+            return (self._dir / self.log_name).read_text(errors="replace")[-3000:]
         return ""
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def restart(self) -> None:
+        """``stop`` then ``start`` on the same port."""
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        """Stop the server and remove its directory."""
+        self.stop()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def _pings(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class RedisServer(ChildServer):
+    """One ``redis-server`` child process, restartable on the same port.
+
+    Args:
+        startup_timeout: seconds to wait for the server to answer ``PING``.
+
+    Raises:
+        ServerNotFound: from ``start`` when there is no binary to run.
+        RuntimeError: from ``start`` when the server does not come up.
+    """
+
+    program = "redis-server"
+    log_name = "redis.log"
+
+    def __init__(self, *, startup_timeout: float = 10.0) -> None:
+        super().__init__(startup_timeout=startup_timeout, prefix="census-redis-")
+        #: The binary, found on the first ``start``.
+        self.executable = ""
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:<port>/0``."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """Start the server (on the port of the previous run, if any) and wait for ``PING``.
+
+        Raises:
+            ServerNotFound: no ``redis-server`` binary could be found.
+            RuntimeError: it is running already, or it did not come up.
+        """
+        if not self.executable:
+            found = find_redis_server()
+            if found is None:
+                raise ServerNotFound(REDIS_MISSING)
+            self.executable = found
+        super().start()
+
+    def _spawn(self, port: int) -> subprocess.Popen[bytes]:
+        options = {
+            "port": str(port),
+            "bind": "127.0.0.1",
+            "save": "",  # no RDB snapshot, not even at shutdown
+            "appendonly": "no",
+            "dir": str(self._dir),
+            "daemonize": "no",
+            "loglevel": "warning",
+        }
+        argv = [self.executable]
+        for name, value in options.items():
+            argv += [f"--{name}", value]
+        with (self._dir / self.log_name).open("ab") as log:
+            try:
+                return subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=dies_with_parent(),
+                )
+            except OSError as exc:
+                raise RuntimeError(f"cannot run {self.executable} ({REDIS_ENV}?): {exc}") from exc
+
+    def _ready(self, port: int) -> bool:
+        return _pings(port)
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 10 s); its data is gone."""
@@ -299,16 +355,6 @@ class RedisServer:
             yield
         finally:
             process.send_signal(signal.SIGCONT)
-
-    def restart(self) -> None:
-        """``stop`` then ``start`` on the same port."""
-        self.stop()
-        self.start()
-
-    def close(self) -> None:
-        """Stop the server and remove its working directory."""
-        self.stop()
-        shutil.rmtree(self._dir, ignore_errors=True)
 
     def client(self, **options: Any) -> redis.Redis:
         """A sync redis-py client for this server, with short timeouts by default."""
