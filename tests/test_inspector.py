@@ -256,6 +256,13 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
+def post_replay(
+    client: Client, headers: Iterable[tuple[str, str]], body: bytes = b"", delivery_id: int = 1
+) -> Answer:
+    """POST the replay form of a delivery, as the page's button does."""
+    return client(f"/deliveries/{delivery_id}/replay", method="POST", headers=headers, body=body)
+
+
 # -- construction -----------------------------------------------------------------------------
 
 
@@ -330,11 +337,8 @@ def test_replay_refuses_a_request_without_credentials(
 ) -> None:
     deliver(recorder, "sync.failed")
     flaky.fixed = True
-    answer = client(
-        "/deliveries/1/replay",
-        method="POST",
-        headers=[("origin", ORIGIN), ("sec-fetch-site", "same-origin")],
-        body=b"csrf=anything",
+    answer = post_replay(
+        client, [("origin", ORIGIN), ("sec-fetch-site", "same-origin")], b"csrf=anything"
     )
     assert answer.status == 401
     assert flaky.calls == 1
@@ -613,12 +617,7 @@ def test_replay_from_the_page_runs_the_handlers_again(
     flaky.fixed = True
     cookie = session(client)
     csrf = replay_form(client, cookie)
-    answer = client(
-        "/deliveries/1/replay",
-        method="POST",
-        headers=[("cookie", cookie), *SAME_ORIGIN],
-        body=f"csrf={csrf}".encode(),
-    )
+    answer = post_replay(client, [("cookie", cookie), *SAME_ORIGIN], f"csrf={csrf}".encode())
     assert answer.status == 303
     assert answer.header("location") == "/deliveries/1?replayed=1"
     assert flaky.calls == 2
@@ -657,12 +656,7 @@ def test_replay_refuses_a_cross_site_post(
     flaky.fixed = True
     cookie = session(client)
     csrf = replay_form(client, cookie)
-    answer = client(
-        "/deliveries/1/replay",
-        method="POST",
-        headers=[("cookie", cookie), *headers],
-        body=f"csrf={csrf}".encode(),
-    )
+    answer = post_replay(client, [("cookie", cookie), *headers], f"csrf={csrf}".encode())
     assert answer.status == 403
     assert flaky.calls == 1
 
@@ -675,9 +669,7 @@ def test_replay_refuses_a_missing_or_wrong_csrf_token(
 ) -> None:
     deliver(recorder, "sync.failed")
     cookie = session(client)
-    answer = client(
-        "/deliveries/1/replay", method="POST", headers=[("cookie", cookie), *SAME_ORIGIN], body=body
-    )
+    answer = post_replay(client, [("cookie", cookie), *SAME_ORIGIN], body)
     assert answer.status == 403
     assert flaky.calls == 1
 
@@ -689,11 +681,10 @@ def test_replay_accepts_a_same_origin_browser_whose_origin_is_null(
     deliver(recorder, "sync.failed")
     flaky.fixed = True
     cookie = session(client)
-    answer = client(
-        "/deliveries/1/replay",
-        method="POST",
-        headers=[("cookie", cookie), ("sec-fetch-site", "same-origin"), ("origin", "null")],
-        body=f"csrf={replay_form(client, cookie)}".encode(),
+    answer = post_replay(
+        client,
+        [("cookie", cookie), ("sec-fetch-site", "same-origin"), ("origin", "null")],
+        f"csrf={replay_form(client, cookie)}".encode(),
     )
     assert answer.status == 303
     assert flaky.calls == 2
@@ -711,16 +702,9 @@ def test_replay_with_auth_only_uses_a_double_submit_cookie(
     cookie = set_cookie.split(";")[0]
     csrf = csrf_of(page.text)
     assert cookie == f"census_inspector_csrf={csrf}"
-    stale = client(
-        "/deliveries/1/replay", method="POST", headers=SAME_ORIGIN, body=f"csrf={csrf}".encode()
-    )
+    stale = post_replay(client, SAME_ORIGIN, f"csrf={csrf}".encode())
     assert stale.status == 403  # the value without its cookie
-    done = client(
-        "/deliveries/1/replay",
-        method="POST",
-        headers=[("cookie", cookie), *SAME_ORIGIN],
-        body=f"csrf={csrf}".encode(),
-    )
+    done = post_replay(client, [("cookie", cookie), *SAME_ORIGIN], f"csrf={csrf}".encode())
     assert done.status == 303
     assert flaky.calls == 2
 
@@ -729,16 +713,13 @@ def test_replay_without_a_receiver_is_off(make_client: Maker, recorder: WebhookR
     deliver(recorder, "sync.failed")
     client = make_client()
     assert 'id="replay"' not in client("/deliveries/1", headers=BEARER).text
-    answer = client("/deliveries/1/replay", method="POST", headers=[*BEARER, *SAME_ORIGIN])
+    answer = post_replay(client, [*BEARER, *SAME_ORIGIN])
     assert answer.status == 404
 
 
 def test_replay_of_an_unknown_delivery_is_404(client: Client) -> None:
-    answer = client(
-        "/deliveries/5/replay",
-        method="POST",
-        headers=[*BEARER, *SAME_ORIGIN],
-        body=b"csrf=" + token_csrf().encode(),
+    answer = post_replay(
+        client, [*BEARER, *SAME_ORIGIN], b"csrf=" + token_csrf().encode(), delivery_id=5
     )
     assert answer.status == 404
 
@@ -755,12 +736,7 @@ def test_replay_accepts_a_bearer_client_without_browser_headers(
 ) -> None:
     deliver(recorder, "sync.failed")
     flaky.fixed = True
-    answer = client(
-        "/deliveries/1/replay",
-        method="POST",
-        headers=BEARER,
-        body=f"csrf={token_csrf()}".encode(),
-    )
+    answer = post_replay(client, BEARER, f"csrf={token_csrf()}".encode())
     assert answer.status == 303
     assert flaky.calls == 2
 
