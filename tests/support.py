@@ -1,4 +1,4 @@
-"""Helpers shared by the test modules: waiting, a clock, ASGI types, ASGI requests by hand.
+"""Helpers shared by the test modules: waiting, a clock, a secret to watch, ASGI requests by hand.
 
 The ASGI aliases are spelled out here, as in ``starlette/types.py``, so tests
 need neither Starlette nor the package's private modules to type an app. A
@@ -15,10 +15,13 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapp
 from typing import Any, TypeAlias
 
 __all__ = [
+    "DISGUISED",
+    "SENTINEL",
     "WAIT",
     "ASGIApp",
     "Channel",
     "Clock",
+    "Disguised",
     "Message",
     "Receive",
     "Scope",
@@ -36,6 +39,22 @@ Message: TypeAlias = MutableMapping[str, Any]
 Receive: TypeAlias = Callable[[], Awaitable[Message]]
 Send: TypeAlias = Callable[[Message], Awaitable[None]]
 ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: A secret that no error message may carry, whatever is wrong with a setting.
+SENTINEL = "whsec_SENTINEL_must_not_leak"
+
+
+class Disguised:
+    """An object whose repr is a secret: messages must not call repr on a bad value."""
+
+    def __repr__(self) -> str:
+        return SENTINEL
+
+    __str__ = __repr__
+
+
+#: One, typed Any: it is passed where it is deliberately the wrong type.
+DISGUISED: Any = Disguised()
 
 
 class Clock:

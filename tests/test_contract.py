@@ -31,6 +31,8 @@ from .adapter_contract import (
     unreachable_asgi,
     unreachable_wsgi,
 )
+from .support import DISGUISED as _BAD
+from .support import SENTINEL
 
 
 @pytest.fixture(params=ADAPTERS, ids=[a.name for a in ADAPTERS])
@@ -58,20 +60,7 @@ def test_contract_row(
 
 # -- setting an adapter up -------------------------------------------------------------
 
-SENTINEL = "whsec_SENTINEL_must_not_leak"
-
-
-class _Disguised:
-    """An object whose repr is a secret: messages must not call repr on a bad value."""
-
-    def __repr__(self) -> str:
-        return SENTINEL
-
-    __str__ = __repr__
-
-
-# Typed Any: these are deliberately the wrong type.
-_BAD: Any = _Disguised()
+# Typed Any: deliberately the wrong type.
 _TEXT: Any = SENTINEL
 
 

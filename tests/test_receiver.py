@@ -41,6 +41,8 @@ from census_receiver.testing import (
 )
 
 from .conftest import SECRET
+from .support import DISGUISED as _BAD
+from .support import SENTINEL
 
 Run = Callable[..., Outcome]
 
@@ -1059,20 +1061,7 @@ def test_declared_length_in_other_scripts_digits_is_read_as_a_number(
 
 # -- secrets stay secret ---------------------------------------------------------------------
 
-SENTINEL = "whsec_SENTINEL_must_not_leak"
-
-
-class _Disguised:
-    """An object whose repr is a secret: messages must not call repr on a bad value."""
-
-    def __repr__(self) -> str:
-        return SENTINEL
-
-    __str__ = __repr__
-
-
-# Typed Any: these are deliberately the wrong type.
-_BAD: Any = _Disguised()
+# Typed Any: deliberately the wrong type.
 _TEXT: Any = SENTINEL
 
 CONFIG_ERRORS: list[Any] = [
