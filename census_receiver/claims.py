@@ -29,6 +29,8 @@ class Claims(Protocol):
     body whose payload was refused).
     """
 
+    #: ``False``: the steps are plain calls (see ``AsyncClaims``).
+    is_async: bool
     #: Whether the calls wait on I/O (then ``run_async`` makes them in a worker thread).
     blocking: bool
     #: Whether every call gives up by itself well within the deadline (a database
@@ -55,6 +57,8 @@ class Claims(Protocol):
 class AsyncClaims(Protocol):
     """``Claims`` with coroutine steps, for stores with an asyncio client."""
 
+    #: ``True``: the steps are coroutines (read once, not inspected per delivery).
+    is_async: bool
     #: The answer when the store cannot be reached.
     unavailable: Answer
 
@@ -82,6 +86,7 @@ class StoreClaims:
 
     __slots__ = ("blocking", "store")
 
+    is_async = False
     bounded = False
     unavailable = UNAVAILABLE
 
@@ -112,6 +117,7 @@ class AsyncStoreClaims:
 
     __slots__ = ("store",)
 
+    is_async = True
     unavailable = UNAVAILABLE
 
     def __init__(self, store: AsyncDedupStore) -> None:

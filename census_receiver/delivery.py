@@ -297,7 +297,7 @@ class VerifiedDelivery:
                 ``run_async`` only).
         """
         claims = self.pipeline.claims
-        if claims is not None and inspect.iscoroutinefunction(claims.claim):
+        if claims is not None and claims.is_async:
             raise ConfigurationError(
                 "an asyncio dedup store serves ASGI apps (handle_async) only; "
                 "give this receiver a store with a sync client, such as RedisDedupStore"
@@ -442,7 +442,7 @@ class VerifiedDelivery:
         claims: Any = p.claims
         step = claims.capture if p.on_capture else claims.claim
         try:
-            if inspect.iscoroutinefunction(step):
+            if claims.is_async:
                 got: Claim = await step(self)
             elif not claims.blocking:
                 got = step(self)
@@ -459,7 +459,7 @@ class VerifiedDelivery:
         claims: Any = self.pipeline.claims
         args = (effect.claim, self, effect.outcome, effect.error)
         try:
-            if inspect.iscoroutinefunction(claims.settle):
+            if claims.is_async:
                 await claims.settle(*args)
             elif claims.blocking:
                 await self.pipeline.workers.in_thread(claims.settle, *args)

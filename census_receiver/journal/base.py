@@ -120,6 +120,8 @@ class Journal(RunLog, DeliveryLog):
         ConfigurationError: for a non-positive duration or ``max_tries``.
     """
 
+    #: Its claim steps are plain calls.
+    is_async = False
     #: Its calls wait on a database: ``run_async`` makes them in a worker thread.
     blocking = True
     #: Its calls give up after the backend's timeout, so ``run`` makes them in place.
