@@ -15,6 +15,7 @@ import functools
 import json
 import logging
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,7 @@ __all__ = [
     "answer",
     "describe_event",
     "printable",
+    "status_line",
 ]
 
 logger = logging.getLogger("census_receiver")
@@ -64,6 +66,7 @@ class Answer:
         headers: ``(name, value)`` pairs, Content-Type and Content-Length included.
         reason: a short label of what happened (see ``REASONS``).
         raw_headers: ``headers`` encoded once, as ASGI sends them.
+        status_line: the status as WSGI sends it: ``"200 OK"``.
     """
 
     status: int
@@ -71,10 +74,12 @@ class Answer:
     headers: tuple[tuple[str, str], ...]
     reason: str
     raw_headers: tuple[tuple[bytes, bytes], ...] = field(init=False, repr=False, compare=False)
+    status_line: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         encoded = tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers)
         object.__setattr__(self, "raw_headers", encoded)
+        object.__setattr__(self, "status_line", status_line(self.status))
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +134,16 @@ class Outcome:
 
 # Built on every delivery, like the events: see census_receiver._frozen.
 _build_outcome = fast_init(Outcome)
+
+
+@functools.lru_cache(maxsize=32)
+def status_line(status: int) -> str:
+    """The WSGI status line of ``status``: ``"200 OK"`` (``"299 Unknown"`` if it has no name)."""
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"{status} Unknown"
+
 
 _HTML_SAFE = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026"}
 
@@ -271,11 +286,9 @@ class Reporter:
             The delivery's ``Outcome``.
         """
         elapsed = perf_counter() - started
-        outcome = _build_outcome(template, event, result)
-        name = event.event
-        reason = template.reason
-        self.stats.record(name, reason, elapsed)
+        self.stats.record(event.event, template.reason, elapsed)
         if logger.isEnabledFor(_INFO):
+            reason = template.reason
             logger.info(
                 "census delivery %s: %s (%d) in %.1f ms, %s",
                 describe_event(event),
@@ -286,22 +299,23 @@ class Reporter:
                 if position >= 0
                 else "from the journal",
                 extra={
-                    "census_event": name,
+                    "census_event": event.event,
                     "census_reason": reason,
                     "census_status": template.status,
                     "census_ms": elapsed * 1000,
                     "census_secret": position + 1,
                 },
             )
-        if self.slow_handling is not None and elapsed > self.slow_handling:
+        slow = self.slow_handling
+        if slow is not None and elapsed > slow:
             logger.warning(
                 "census delivery %s took %.1f s, over the %.1f s budget (Census gives up "
                 "after 10 s): hand slow work to a queue, or acknowledge on capture",
                 describe_event(event),
                 elapsed,
-                self.slow_handling,
+                slow,
             )
-        return outcome
+        return _build_outcome(template, event, result)
 
     def reject(
         self,

@@ -27,7 +27,6 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from .answers import Answer, Outcome, printable
-from .errors import ConfigurationError
 from .sequence import run_delivery
 from .sequence_async import run_delivery_async
 from .steps import CLAIMING, UNCLAIMED, Call, past_deadline
@@ -157,12 +156,6 @@ class VerifiedDelivery:
             ConfigurationError: if the store is an asyncio one (it serves
                 ``run_async`` only).
         """
-        claims = self.pipeline.claims
-        if claims is not None and claims.is_async:
-            raise ConfigurationError(
-                "an asyncio dedup store serves ASGI apps (handle_async) only; "
-                "give this receiver a store with a sync client, such as RedisDedupStore"
-            )
         return run_delivery(self)
 
     def run_async(self) -> Coroutine[Any, Any, Outcome]:

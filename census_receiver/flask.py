@@ -41,7 +41,7 @@ from .receiver import (
     check_receiver,
 )
 from .routing import RegistrationWarning, check_registration
-from .wsgi import read_environ, run_environ
+from .wsgi import handle_environ
 
 if TYPE_CHECKING:
     from flask.typing import ResponseReturnValue
@@ -122,11 +122,11 @@ def _registered_already(view: Callable[..., Any]) -> bool:
 
 
 def _handle(receiver: WebhookReceiver, endpoint: Callable[[Event], object] | None) -> Outcome:
-    read = read_environ(receiver, request.environ)
-    if isinstance(read, Outcome):
-        return read
-    request.stream = io.BytesIO(read)  # Werkzeug's cached stream, refilled for the view
-    return run_environ(receiver, read, request.environ, endpoint)
+    return handle_environ(receiver, request.environ, endpoint, on_body=_refill_stream)
+
+
+def _refill_stream(body: bytes) -> None:
+    request.stream = io.BytesIO(body)  # Werkzeug's cached stream, refilled for the view
 
 
 def _response(outcome: Outcome) -> ResponseReturnValue:

@@ -16,6 +16,8 @@ __all__ = ["ReceiverStats", "Timing"]
 
 #: Histogram bucket upper bounds, in seconds (as Prometheus' defaults, plus Census's 10 s).
 BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: Pending samples of one (event, reason) folded into the counters at once.
+FOLD_EVERY = 1024
 
 
 @dataclass(slots=True)
@@ -46,12 +48,10 @@ class ReceiverStats:
     ``list.append`` is atomic. Readers fold the lists into counts, sums and
     histogram buckets under a lock, taking samples from the front of each list
     (``del samples[:n]``, also atomic), so an append racing with a fold is kept
-    for the next one. A list is folded early when it reaches ``_FOLD_EVERY``.
+    for the next one. A list is folded early when it reaches ``FOLD_EVERY`` samples.
     """
 
     __slots__ = ("_counts", "_lock", "_samples", "_timings")
-
-    _FOLD_EVERY = 1024
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -68,12 +68,11 @@ class ReceiverStats:
             reason: the outcome label (``"handled"``, ``"invalid_signature"``, ...).
             seconds: time spent in the receiver.
         """
-        key = (event, reason)
-        samples = self._samples.get(key)
-        if samples is None:
-            samples = self._samples.setdefault(key, [])  # atomic: one list per key
+        samples = self._samples.get((event, reason))
+        if samples is None:  # atomic: one list per key
+            samples = self._samples.setdefault((event, reason), [])
         samples.append(seconds)
-        if len(samples) >= self._FOLD_EVERY:
+        if len(samples) >= FOLD_EVERY:
             self._fold()
 
     def _fold(self) -> None:

@@ -90,9 +90,18 @@ def claim(d: VerifiedDelivery) -> Claim | Exception | None:
 
     With a deadline, a store that may block is asked in a worker thread and
     waited for until then; the handlers, on this thread, are not bounded by it.
+
+    Raises:
+        ConfigurationError: if the store is an asyncio one (it serves
+            ``run_async`` only).
     """
     p = d.pipeline
     claims: Any = p.claims
+    if claims.is_async:
+        raise ConfigurationError(
+            "an asyncio dedup store serves ASGI apps (handle_async) only; "
+            "give this receiver a store with a sync client, such as RedisDedupStore"
+        )
     step = claims.capture if p.on_capture else claims.claim
     try:
         if p.deadline is None or not claims.blocking or claims.bounded:

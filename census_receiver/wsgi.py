@@ -11,9 +11,7 @@ goes to the wrapped app untouched, its input unread.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from .answers import Outcome
@@ -30,9 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CensusWebhookMiddleware",
     "EnvironHeaders",
-    "read_environ",
-    "run_environ",
-    "status_line",
+    "handle_environ",
 ]
 
 _UNPREFIXED = frozenset({"CONTENT_TYPE", "CONTENT_LENGTH"})
@@ -61,30 +57,31 @@ class CensusWebhookMiddleware:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != self.path:
             return self.app(environ, start_response)
-        read = read_environ(self.receiver, environ)
-        outcome = read if isinstance(read, Outcome) else run_environ(self.receiver, read, environ)
-        answer = outcome.answer
-        start_response(status_line(answer.status), list(answer.headers))
+        answer = handle_environ(self.receiver, environ).answer
+        start_response(answer.status_line, list(answer.headers))
         return [answer.body]
 
 
-@functools.lru_cache(maxsize=32)
-def status_line(status: int) -> str:
-    """The WSGI status line of ``status``: ``"200 OK"``."""
-    return f"{status} {HTTPStatus(status).phrase}"
-
-
-def read_environ(receiver: WebhookReceiver, environ: WSGIEnvironment) -> bytes | Outcome:
-    """Pre-check the request in ``environ`` and read its body within the receiver's limit.
+def handle_environ(
+    receiver: WebhookReceiver,
+    environ: WSGIEnvironment,
+    endpoint: Callable[[Event], object] | None = None,
+    *,
+    on_body: Callable[[bytes], object] | None = None,
+) -> Outcome:
+    """Answer the delivery in ``environ`` on this thread: pre-checks, bounded read, triage, run.
 
     Args:
         receiver: the receiver.
         environ: the request's environ; its input is read.
+        endpoint: an extra callable run after the handlers (a Flask view).
+        on_body: called with the body once read, before triage (Flask refills
+            its request stream with it, for the view).
 
     Returns:
-        The body, or the answer when the request is refused before triage: 405,
-        413, or 400 when the client left before sending its whole body (answered
-        like any other refusal, for whoever still listens).
+        The answer to give: 405 or 413 before reading, 400 when the client left
+        before sending its whole body (answered like any other refusal, for
+        whoever still listens), else what triage and the run decide.
     """
     remote = environ.get("REMOTE_ADDR")  # for the journal's log of refused requests
     outcome = receiver.check_request(
@@ -97,30 +94,11 @@ def read_environ(receiver: WebhookReceiver, environ: WSGIEnvironment) -> bytes |
         return receiver.reject(
             IncompleteBody("the client sent less than its Content-Length"), remote=remote
         )
-    return body
-
-
-def run_environ(
-    receiver: WebhookReceiver,
-    body: bytes,
-    environ: WSGIEnvironment,
-    endpoint: Callable[[Event], object] | None = None,
-) -> Outcome:
-    """Triage and run a delivery read from ``environ``, on this thread.
-
-    Args:
-        receiver: the receiver.
-        body: the body ``read_environ`` returned.
-        environ: the request's environ, for its headers.
-        endpoint: an extra callable run after the handlers (a Flask view).
-
-    Returns:
-        The answer to give.
-    """
+    if on_body is not None:
+        on_body(body)
     signature = environ.get("HTTP_X_SIGNATURE")
     # Servers fold a repeated header into one comma-joined value, which the
     # general path splits and refuses; a single value goes straight in.
-    remote = environ.get("REMOTE_ADDR")
     if type(signature) is str and "," not in signature:
         triaged = receiver.triage(body, signature=signature, endpoint=endpoint, remote=remote)
     else:

@@ -22,6 +22,11 @@ TWIN = PACKAGE / "sequence.py"
 #: (pattern, replacement), applied in order to every line of the original.
 SUBS: list[tuple[str, str]] = [
     (r"\basync def (\w+)_async\(", r"def \1("),
+    # A handler awaited in place when async, else call_async: the sync call does both.
+    (
+        r"\bawait \((\w+)\.handler\(d\.event\) if \1\.is_async else steps\.call_async\(d, \1\)\)",
+        r"steps.call(d, \1)",
+    ),
     (r"\bawait steps\.(\w+)_async\(", r"steps.\1("),
     (r"__all__ = \[\"run_delivery_async\"\]", '__all__ = ["run_delivery"]'),
 ]
@@ -45,6 +50,8 @@ def generate(original: str) -> str:
     body = original.split('"""', 2)[2].lstrip("\n")  # without the original's docstring
     lines = []
     for line in body.splitlines(keepends=True):
+        if line.lstrip().startswith("# async path:"):  # a comment on the async form only
+            continue
         for pattern, replacement in SUBS:
             line = re.sub(pattern, replacement, line)
         if re.search(r"\b(async|await)\b", line.split("#", 1)[0]):

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
+from ..answers import status_line
 from ..bodies import read_wsgi_body
-from ..wsgi import status_line
 from .core import InspectorApp
 from .messages import FORM_LIMIT, InspectorRequest
 
