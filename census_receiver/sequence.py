@@ -30,33 +30,37 @@ def run_delivery(d: VerifiedDelivery) -> Outcome:
         Its answer, logged and counted.
     """
     p = d.pipeline
-    if d.refusal is not None:  # verified, but its payload was refused: kept, not run
-        steps.refuse(d)
-        return d.refusal
-    claim = d.claim  # made already for a worker's or a replay's run
-    if claim is None and p.claims is not None:
-        got = steps.claim(d)
-        if got is None:  # no answer by the deadline
-            return steps.past_deadline(d)
-        if not isinstance(got, Claim):  # the store failed: an exception
-            p.reporter.store_unavailable(got, d.event, fail_open=p.fail_open)
-            if not p.fail_open:
-                return d.finish(p.claims.unavailable)
-            d.stage = steps.UNCLAIMED
-        elif p.on_capture:
-            return d.finish(ACCEPTED if got.state is ClaimState.CLAIMED else DUPLICATE)
-        elif got.state is not ClaimState.CLAIMED:
-            return d.finish(DUPLICATE if got.state is ClaimState.DONE else IN_PROGRESS)
-        else:
-            claim = got
-            d.stage = steps.CLAIMED
-    # A journal's claim may carry the run this delivery finished: its hooks run too.
-    run: RunRecord | None = getattr(claim, "run", None) if p.run_hooks else None
-    if not d.routes and d.endpoint is None and run is None:  # recorded, nothing to run
-        outcome = d.finish(IGNORED)
-        if claim is not None:
-            steps.settle(d, claim, outcome, None)
-        return outcome
+    claim: Claim | None = None
+    run: RunRecord | None = None
+    if p.claims is not None:  # a store or a journal: the delivery is claimed first
+        if d.refusal is not None:  # verified, but its payload was refused: kept, not run
+            steps.refuse(d)
+            return d.refusal
+        claim = d.claim  # made already for a worker's or a replay's run
+        if claim is None:
+            got = steps.claim(d)
+            if got is None:  # no answer by the deadline
+                return steps.past_deadline(d)
+            if not isinstance(got, Claim):  # the store failed: an exception
+                p.reporter.store_unavailable(got, d.event, fail_open=p.fail_open)
+                if not p.fail_open:
+                    return d.finish(p.claims.unavailable)
+                d.stage = steps.UNCLAIMED
+            elif p.on_capture:
+                return d.finish(ACCEPTED if got.state is ClaimState.CLAIMED else DUPLICATE)
+            elif got.state is not ClaimState.CLAIMED:
+                return d.finish(DUPLICATE if got.state is ClaimState.DONE else IN_PROGRESS)
+            else:
+                claim = got
+                d.stage = steps.CLAIMED
+        # A journal's claim may carry the run this delivery finished: its hooks run too.
+        if p.run_hooks:
+            run = getattr(claim, "run", None)
+        if not d.routes and d.endpoint is None and run is None:  # recorded, nothing to run
+            outcome = d.finish(IGNORED)
+            if claim is not None:
+                steps.settle(d, claim, outcome, None)
+            return outcome
     failed: Callable[..., object] | None = None
     result: object = None
     try:
