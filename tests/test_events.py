@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from census_receiver import (
     EVENT_TYPES,
@@ -190,11 +192,66 @@ def test_mistyped_optional_field_names_the_field() -> None:
         (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
         (b'{"event": "x", "event": "y"}', "repeats the key 'event'"),
         (b'{"event": "x", "d": {"k": 1, "k": 2}}', "repeats the key 'k'"),
+        (b'{"event": "x:y", "d": {"k": 1, "k": 2}}', "repeats the key 'k'"),
+        (b'{"event": "x", "a": 1, "a": 2}', "repeats the key 'a'"),
     ],
 )
 def test_malformed_payload_is_refused_with_reason(body: bytes, message: str) -> None:
     with pytest.raises(MalformedPayload, match=message):
         parse_event(body)
+
+
+class _Object(list[tuple[str, Any]]):
+    """A JSON object as its written pairs, so that a key may repeat."""
+
+
+def _dump(value: object) -> str:
+    if isinstance(value, _Object):
+        return "{" + ", ".join(f"{json.dumps(k)}: {_dump(v)}" for k, v in value) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_dump(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+class _Repeated(Exception):
+    pass
+
+
+def _strict_reference(text: str) -> object:
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        if len({k for k, _ in pairs}) != len(pairs):
+            raise _Repeated
+        return dict(pairs)
+
+    return json.loads(text, object_pairs_hook=pairs_hook)
+
+
+# Keys and strings with colons, braces and quotes: what could fool a shortcut that
+# counts colons to rule out a repeated key.
+_texts = st.sampled_from(["event", "a", "b", "a:b", ":", '"}:{"', "k"])
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | _texts,
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.lists(st.tuples(_texts, children), max_size=4).map(_Object)
+    ),
+    max_leaves=12,
+)
+
+
+@given(pairs=st.lists(st.tuples(_texts, _json_values), max_size=5))
+def test_a_repeated_key_is_refused_at_any_depth_and_nothing_else(
+    pairs: list[tuple[str, Any]],
+) -> None:
+    text = _dump(_Object([("event", "sync.x"), *pairs]))
+    try:
+        expected = _strict_reference(text)
+    except _Repeated:
+        with pytest.raises(MalformedPayload, match="repeats the key"):
+            parse_event(text.encode())
+        return
+    assert isinstance(expected, dict)
+    assert dict(parse_event(text.encode()).raw) == expected
 
 
 def test_malformed_payload_is_a_value_error() -> None:
