@@ -7,9 +7,14 @@ padding. Verification here is over the exact bytes received.
 Strategy: HMAC is ``H(k ^ opad || H(k ^ ipad || body))``. The two keyed SHA-256
 states after absorbing ``k ^ ipad`` and ``k ^ opad`` depend only on the secret, so
 they are built once per secret and copied per request (hashlib's ``copy`` is a C
-memcpy), instead of re-deriving the padded key on every call. The header value
-is decoded strictly, once, and compared against each secret's digest with
-``hmac.compare_digest`` on bytes.
+memcpy), instead of re-deriving the padded key on every call.
+
+Census sends exactly the canonical encoding of the digest, so ``SecretSet.check``
+first compares the header value with each secret's digest encoded that way
+(``hmac.compare_digest``): an exact match is well-formed by construction.
+Anything else is decoded strictly (``decode_signature``), which tolerates
+surrounding whitespace, says what is wrong with a malformed value, and is
+compared digest to digest.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+from binascii import b2a_base64
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -213,6 +219,33 @@ class SecretSet:
         oh = outer.copy()
         oh.update(ih.digest())
         return oh.digest()
+
+    def check(self, body: Body, signature: str | bytes | None) -> int:
+        """Return the position of the first secret that signed ``body``, per ``signature``.
+
+        Args:
+            body: the exact request body.
+            signature: the ``X-Signature`` value (``None`` if absent).
+
+        Returns:
+            The position of the secret (0 for the first).
+
+        Raises:
+            MissingSignature: if the value is absent or blank.
+            InvalidSignature: if it is malformed, or no secret signed ``body``.
+        """
+        if signature is not None:  # the usual case: exactly what Census sends
+            sent = signature.encode() if isinstance(signature, str) else signature
+            for position in self._positions:
+                encoded = b2a_base64(self.digest(body, position), newline=False)
+                if hmac.compare_digest(encoded, sent):
+                    return position
+        matched = self.match(body, decode_signature(signature))
+        if matched is None:
+            raise InvalidSignature(
+                "the X-Signature does not match the body for any configured secret"
+            )
+        return matched
 
     def match(self, body: Body, claimed: bytes) -> int | None:
         """Return the position of the first secret whose digest of ``body`` is ``claimed``.

@@ -199,3 +199,34 @@ def test_any_other_secret_fails_verification(body: bytes, secret: bytes, other: 
     # Two keys give the same HMAC only when HMAC pads them to the same block.
     if other.ljust(64, b"\0") != secret.ljust(64, b"\0"):
         assert matched is None
+
+
+@pytest.mark.parametrize("sent", [KNOWN, KNOWN.encode(), f" {KNOWN}\t", f" {KNOWN}\t".encode()])
+def test_secret_set_check_accepts_the_signature_as_sent(sent: str | bytes) -> None:
+    # Exactly as Census sends it, or with surrounding whitespace; as str or bytes.
+    assert SecretSet(["whsec_census_test"]).check(BODY, sent) == 0
+
+
+def test_secret_set_check_names_the_secret_that_signed() -> None:
+    rotating = SecretSet(["whsec_new_one_0000", "whsec_census_test"])
+    assert rotating.check(BODY, KNOWN) == 1
+    assert rotating.check(bytearray(BODY), KNOWN.encode()) == 1
+
+
+@pytest.mark.parametrize(
+    ("sent", "error", "message"),
+    [
+        (None, MissingSignature, "missing"),
+        ("  ", MissingSignature, "empty"),
+        (KNOWN.rstrip("="), InvalidSignature, "wrong length"),
+        (KNOWN.replace("/", "_"), InvalidSignature, "not standard base64"),
+        (KNOWN[:42] + "x=", InvalidSignature, "not canonical"),  # same bits but the last two
+        (KNOWN_EMPTY_BODY, InvalidSignature, "does not match the body"),
+        ("é" * 44, InvalidSignature, "not base64"),
+    ],
+)
+def test_secret_set_check_says_what_is_wrong(
+    sent: str | None, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        SecretSet(["whsec_census_test"]).check(BODY, sent)
