@@ -778,7 +778,7 @@ def test_asgi_app_closes_websockets_and_answers_lifespan(journal: SQLiteJournal)
         "lifespan.startup.complete",
         "lifespan.shutdown.complete",
     ]
-    assert app.core.closed
+    assert app.closed
 
 
 # -- the live list ----------------------------------------------------------------------------

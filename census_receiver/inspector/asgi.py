@@ -14,7 +14,7 @@ import contextlib
 from typing import TYPE_CHECKING
 
 from ..bodies import read_asgi_body
-from .core import InspectorApp
+from .core import InspectorCore
 from .messages import FORM_LIMIT, InspectorRequest
 
 if TYPE_CHECKING:
@@ -24,11 +24,11 @@ if TYPE_CHECKING:
 __all__ = ["Inspector"]
 
 
-class Inspector(InspectorApp):
+class Inspector(InspectorCore):
     """A web page over a journal: deliveries (live), one delivery, sync runs, rejections.
 
     Mount it in an ASGI app (``app.mount("/inspector", Inspector(...))``), or
-    serve it alone. Its arguments, and what it refuses, are ``InspectorApp``'s:
+    serve it alone. Its arguments, and what it refuses, are ``InspectorCore``'s:
     ``Inspector(journal, receiver=receiver, token=token)``; an ``auth`` callable
     runs in a worker thread and sees the ASGI scope as ``raw``.
     """
@@ -47,7 +47,7 @@ class Inspector(InspectorApp):
                 return
             body = read
         request = _request(scope, body)
-        response = await asyncio.to_thread(self.core.handle, request)
+        response = await asyncio.to_thread(self.handle, request)
         await send(
             {
                 "type": "http.response.start",

@@ -5,8 +5,7 @@ No sockets and no web framework. ``InspectorCore.handle`` takes an
 and returns an ``InspectorResponse`` (status, headers, and a body or a
 ``LiveStream``). It reads the journal and, for replay, runs the receiver; those
 calls block, so the ASGI app makes them in a worker thread. ``Inspector`` (ASGI)
-and ``WSGIInspector`` only move bytes; what they share, the core they hand each
-request to and ``close``, is ``InspectorApp``.
+and ``WSGIInspector`` are cores that also move bytes: each adds only ``__call__``.
 
 This module routes each request: static files first (public), then the
 credentials and the ``?token=`` exchange, then the views, and renders the pages
@@ -64,7 +63,6 @@ __all__ = [
     "SESSION_COOKIE",
     "SYNCS_SHOWN",
     "Auth",
-    "InspectorApp",
     "InspectorCore",
     "InspectorRequest",
     "InspectorResponse",
@@ -88,19 +86,27 @@ _VIEWS: dict[str, Callable[[InspectorCore, InspectorRequest], InspectorResponse]
 class InspectorCore:
     """The inspector's routes, credentials and pages, with no I/O of its own.
 
+    ``Inspector`` and ``WSGIInspector`` are cores that add only ``__call__``,
+    which moves a request's bytes to ``handle`` and its answer back. A core
+    refuses to be built without credentials.
+
     Args:
         journal: the journal to show.
-        receiver: the receiver recording to ``journal``; needed for replay.
-        token: a secret that lets its holder in (``Authorization: Bearer``, or
-            ``?token=`` once).
-        auth: the user's own check, called with each ``InspectorRequest``.
+        receiver: the receiver recording to ``journal``; without it there is no
+            replay button.
+        token: a secret whose holder may look: ``Authorization: Bearer TOKEN``,
+            or the page's URL with ``?token=TOKEN`` once (it sets a cookie).
+        auth: your own check: called with an ``InspectorRequest`` (headers,
+            cookies, and ``raw``, the ASGI scope or the WSGI environ) in a worker
+            thread under ASGI; ``True`` lets the request in. Either ``token`` or
+            ``auth`` suffices.
         live_interval: seconds between the live list's looks at the journal.
 
     Raises:
         ConfigurationError: with neither ``token`` nor ``auth``, an empty token,
             a ``journal`` that is not a ``Journal``, a receiver that records to
             another journal, or a ``live_interval`` not within (0, 60] seconds.
-        ImportError: without Jinja2 (the ``inspector`` extra).
+        ImportError: without Jinja2: ``pip install 'census-receiver[inspector]'``.
     """
 
     def __init__(
@@ -315,49 +321,6 @@ class InspectorCore:
             *SECURITY_HEADERS,
         ]
         return InspectorResponse(status, headers, body)
-
-
-class InspectorApp:
-    """What the ASGI and WSGI inspectors share: the core they hand each request to.
-
-    ``Inspector`` and ``WSGIInspector`` add only ``__call__``, which moves the
-    request's bytes to ``core.handle`` and its answer back. It refuses to be
-    built without credentials.
-
-    Args:
-        journal: the journal to show.
-        receiver: the receiver recording to ``journal``; without it there is no
-            replay button.
-        token: a secret whose holder may look: ``Authorization: Bearer TOKEN``,
-            or the page's URL with ``?token=TOKEN`` once (it sets a cookie).
-        auth: your own check: called with an ``InspectorRequest`` (headers,
-            cookies, and ``raw``, the ASGI scope or the WSGI environ) in a worker
-            thread under ASGI; ``True`` lets the request in. Either ``token`` or
-            ``auth`` suffices.
-        live_interval: seconds between the live list's looks at the journal.
-
-    Raises:
-        ConfigurationError: with neither ``token`` nor ``auth``, or for a bad
-            journal, receiver or token.
-        ImportError: without Jinja2: ``pip install 'census-receiver[inspector]'``.
-    """
-
-    def __init__(
-        self,
-        journal: Journal,
-        *,
-        receiver: WebhookReceiver | None = None,
-        token: str | bytes | None = None,
-        auth: Auth | None = None,
-        live_interval: float = 0.5,
-    ) -> None:
-        self.core = InspectorCore(
-            journal, receiver=receiver, token=token, auth=auth, live_interval=live_interval
-        )
-
-    def close(self) -> None:
-        """End the open live streams within one poll, so a server can stop promptly."""
-        self.core.close()
 
 
 def _read_static(name: str) -> bytes:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..answers import status_line
 from ..bodies import read_wsgi_body
-from .core import InspectorApp
+from .core import InspectorCore
 from .messages import FORM_LIMIT, InspectorRequest
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ __all__ = ["WSGIInspector"]
 _UNPREFIXED = {"CONTENT_TYPE": "content-type", "CONTENT_LENGTH": "content-length"}
 
 
-class WSGIInspector(InspectorApp):
+class WSGIInspector(InspectorCore):
     """The inspector (see ``Inspector``) as a WSGI app.
 
     Mount it below a path, e.g. with Werkzeug's ``DispatcherMiddleware``::
@@ -37,7 +37,7 @@ class WSGIInspector(InspectorApp):
             app.wsgi_app, {"/inspector": WSGIInspector(journal, receiver=receiver, token=t)}
         )
 
-    Its arguments, and what it refuses, are ``InspectorApp``'s; an ``auth``
+    Its arguments, and what it refuses, are ``InspectorCore``'s; an ``auth``
     callable sees the WSGI environ as ``raw``.
     """
 
@@ -45,7 +45,7 @@ class WSGIInspector(InspectorApp):
         body = b""
         if environ["REQUEST_METHOD"] == "POST":
             body = read_wsgi_body(environ, FORM_LIMIT) or b""
-        response = self.core.handle(_request(environ, body))
+        response = self.handle(_request(environ, body))
         start_response(status_line(response.status), response.headers)
         if response.stream is None:
             return [response.body]
