@@ -279,10 +279,7 @@ class Journal(RunLog, DeliveryLog):
         Raises:
             JournalUnavailable: when the database fails.
         """
-        now = self.clock()
-        key = delivery.key()
-        with self.transaction() as cur:
-            self._flush_rejections(cur)
+        with self._recording(delivery) as (cur, now, key):
             row = cur.execute(
                 sql.INSERT_PENDING,
                 (*_identity(delivery, key), "pending", 1, 0, now, now, now),
@@ -361,10 +358,7 @@ class Journal(RunLog, DeliveryLog):
         Raises:
             JournalUnavailable: when the database fails.
         """
-        now = self.clock()
-        key = delivery.key()
-        with self.transaction() as cur:
-            self._flush_rejections(cur)
+        with self._recording(delivery) as (cur, now, key):
             row = cur.execute(
                 sql.INSERT_REFUSED,
                 (
@@ -432,6 +426,15 @@ class Journal(RunLog, DeliveryLog):
             pending, self._unanswered = self._unanswered, []
         for key, token in pending:
             cur.execute(sql.RELEASE_UNANSWERED, (self.clock(), key, token))
+
+    @contextlib.contextmanager
+    def _recording(self, delivery: VerifiedDelivery) -> Iterator[tuple[_Cursor, float, str]]:
+        """A write transaction for ``delivery``: its cursor, the time and the key."""
+        now = self.clock()
+        key = delivery.key()
+        with self.transaction() as cur:
+            self._flush_rejections(cur)
+            yield cur, now, key
 
     def _flush_rejections(self, cur: _Cursor) -> None:
         if not self._rejections:

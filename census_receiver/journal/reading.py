@@ -11,11 +11,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from . import sql
+from .host import JournalHost
 from .records import Attempt, DeliveryRecord, Rejection, from_timestamp, record_from_row
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-    from contextlib import AbstractContextManager
+    pass
 
 __all__ = ["DeliveryLog"]
 
@@ -23,16 +23,13 @@ __all__ = ["DeliveryLog"]
 REJECTIONS_KEPT = 1000
 
 
-class DeliveryLog:
+class DeliveryLog(JournalHost):
     """Reading and pruning, for ``Journal`` (which provides what is declared here)."""
 
-    clock: Callable[[], float]
     retention: float
     _rejections: Any
 
     if TYPE_CHECKING:
-
-        def transaction(self, *, write: bool = True) -> AbstractContextManager[Any]: ...
 
         def _flush_rejections(self, cur: Any) -> None: ...
 

@@ -20,12 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..runs import RunAlert, RunRecord, SyncHealth, missing_events, run_status, summarize
 from . import sql
+from .host import JournalHost
 from .records import from_timestamp
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-    from contextlib import AbstractContextManager
-
     from ..events import Event
 
 __all__ = ["RunLog"]
@@ -34,15 +32,10 @@ __all__ = ["RunLog"]
 HEALTH_WINDOW = 1000
 
 
-class RunLog:
+class RunLog(JournalHost):
     """Sync-run bookkeeping, mixed into ``Journal`` (which provides what is declared here)."""
 
-    clock: Callable[[], float]
     lease: float
-
-    if TYPE_CHECKING:
-
-        def transaction(self, *, write: bool = True) -> AbstractContextManager[Any]: ...
 
     # -- noting events, inside the transaction that records their delivery ---------------
 
