@@ -318,24 +318,9 @@ class Reporter:
         return _build_outcome(template, event, result)
 
     def reject(
-        self,
-        error: RequestRejected,
-        started: float | None = None,
-        *,
-        remote: str | None = None,
-        size: int = 0,
+        self, error: RequestRejected, started: float | None, remote: str | None, size: int
     ) -> Outcome:
-        """Turn a refusal into its answer, logging and counting it (and noting it).
-
-        Args:
-            error: why the delivery is refused.
-            started: ``perf_counter()`` when handling began, for the timing.
-            remote: the client's address, for the rejection log.
-            size: the body's size in bytes, likewise.
-
-        Returns:
-            The answer: ``error.status_code`` with ``{"error": str(error)}``.
-        """
+        """``WebhookReceiver.reject``: a refusal's answer, logged, counted and noted."""
         extra = (("allow", "POST"),) if isinstance(error, MethodNotAllowed) else ()
         outcome = Outcome(answer(error.status_code, "error", str(error), error.reason, *extra))
         hint = ""

@@ -124,3 +124,17 @@ def shown_value(value: object) -> str:
     else by its type only, since a string there may be a secret pasted in the wrong place.
     """
     return repr(value) if type(value) in (int, float, bool) else type(value).__name__
+
+
+def missing_extra(exc: ModuleNotFoundError, needs: str, extra: str) -> ModuleNotFoundError:
+    """The error to raise when an optional dependency is not installed, naming the extra.
+
+    Args:
+        exc: the failed import's error.
+        needs: what needs it, e.g. ``"census_receiver.flask needs Flask"``.
+        extra: the extra that installs it, e.g. ``"flask"``.
+    """
+    return ModuleNotFoundError(
+        f"{needs} ({exc.name} is missing): python3 -m pip install 'census-receiver[{extra}]'",
+        name=exc.name,
+    )

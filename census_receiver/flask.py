@@ -22,17 +22,14 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from .errors import ConfigurationError, missing_extra
+
 try:
     from flask import Flask, current_app, request
 except ModuleNotFoundError as exc:  # pragma: no cover - depends on what is installed
-    raise ModuleNotFoundError(
-        f"census_receiver.flask needs Flask ({exc.name} is missing): "
-        "python3 -m pip install 'census-receiver[flask]'",
-        name=exc.name,
-    ) from None
+    raise missing_extra(exc, "census_receiver.flask needs Flask", "flask") from None
 
 from .answers import Outcome
-from .errors import ConfigurationError
 from .receiver import (
     DEFAULT_MAX_BODY_SIZE,
     DEFAULT_PATH,

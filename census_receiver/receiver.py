@@ -347,7 +347,7 @@ class WebhookReceiver(Registration):
         Returns:
             The answer: ``error.status_code`` with ``{"error": str(error)}``.
         """
-        return self._reporter.reject(error, started, remote=remote, size=size)
+        return self._reporter.reject(error, started, remote, size)
 
     def triage(
         self,
@@ -381,7 +381,7 @@ class WebhookReceiver(Registration):
                 signature = signature_from_headers(headers)
             event, position = self._authenticate(body, signature)
         except RequestRejected as exc:
-            outcome = self._reporter.reject(exc, started, remote=remote, size=len(body))
+            outcome = self._reporter.reject(exc, started, remote, len(body))
             if self.journal is None or not isinstance(exc, MalformedPayload):
                 return outcome
             # Verified, but its payload refused: the journal keeps the body.

@@ -228,7 +228,9 @@ def test_reject_answers_logs_and_counts_the_refusal(
     reporter: Reporter, stats: ReceiverStats, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.DEBUG, "census_receiver"):
-        outcome = reporter.reject(MissingSignature("the X-Signature header is missing"))
+        outcome = reporter.reject(
+            MissingSignature("the X-Signature header is missing"), None, None, 0
+        )
     assert (outcome.status, outcome.reason) == (401, "missing_signature")
     assert outcome.json() == {"error": "the X-Signature header is missing"}
     (record,) = caplog.records
@@ -243,14 +245,14 @@ def test_reject_of_a_wrong_signature_hints_at_an_altered_body(
     reporter: Reporter, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING, "census_receiver"):
-        reporter.reject(InvalidSignature("the X-Signature does not match"), perf_counter())
+        reporter.reject(InvalidSignature("the X-Signature does not match"), perf_counter(), None, 0)
     message = caplog.records[0].getMessage()
     assert "curl -d instead of --data-binary" in message
     assert "a proxy re-encoding it" in message
 
 
 def test_reject_of_another_method_adds_allow(reporter: Reporter) -> None:
-    outcome = reporter.reject(MethodNotAllowed("use POST"))
+    outcome = reporter.reject(MethodNotAllowed("use POST"), None, None, 0)
     assert ("allow", "POST") in outcome.headers and outcome.status == 405
 
 

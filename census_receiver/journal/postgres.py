@@ -20,17 +20,15 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, missing_extra
 from .base import Journal, JournalUnavailable
 
 try:
     import psycopg
     import psycopg_pool
 except ModuleNotFoundError as exc:  # pragma: no cover - depends on what is installed
-    raise ModuleNotFoundError(
-        f"PostgresJournal needs psycopg 3 and psycopg-pool ({exc.name} is missing): "
-        "python3 -m pip install 'census-receiver[postgres]'",
-        name=exc.name,
+    raise missing_extra(
+        exc, "PostgresJournal needs psycopg 3 and psycopg-pool", "postgres"
     ) from None
 
 __all__ = ["PostgresJournal"]

@@ -85,7 +85,7 @@ class JournalRunner:
         try:
             event = parse_event(body)
         except MalformedPayload as exc:  # still refused: it stays so
-            outcome = self.reporter.reject(exc, started)
+            outcome = self.reporter.reject(exc, started, None, 0)
             self.journal.settle(claim, None, outcome, exc)
             return outcome
         routes = self.router.handlers_for(event)
