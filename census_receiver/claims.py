@@ -9,16 +9,25 @@ itself, recording the delivery as it goes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .answers import UNAVAILABLE
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .answers import Answer, Outcome
     from .dedup import AsyncDedupStore, Claim, DedupStore
     from .delivery import VerifiedDelivery
 
-__all__ = ["AsyncClaims", "AsyncStoreClaims", "Claims", "StoreClaims"]
+__all__ = ["AsyncClaims", "AsyncStoreClaims", "Claims", "StoreClaims", "settling"]
+
+
+def settling(
+    store: DedupStore | AsyncDedupStore, outcome: Outcome | None
+) -> Callable[[Claim], Any]:
+    """How a claim in ``store`` ends: ``complete`` on a 2xx answer, else ``release``."""
+    return store.complete if outcome is not None and outcome.ok else store.release
 
 
 class Claims(Protocol):
@@ -106,10 +115,7 @@ class StoreClaims:
         error: BaseException | None,
     ) -> None:
         """Complete the claim if the delivery was answered 2xx, else release it."""
-        if outcome is not None and outcome.ok:
-            self.store.complete(claim)
-        else:
-            self.store.release(claim)
+        settling(self.store, outcome)(claim)
 
 
 class AsyncStoreClaims:
@@ -135,7 +141,4 @@ class AsyncStoreClaims:
         error: BaseException | None,
     ) -> None:
         """Complete the claim if the delivery was answered 2xx, else release it."""
-        if outcome is not None and outcome.ok:
-            await self.store.complete(claim)
-        else:
-            await self.store.release(claim)
+        await settling(self.store, outcome)(claim)

@@ -95,19 +95,16 @@ class DeliveryLog(JournalHost):
         Raises:
             JournalUnavailable: when the database fails.
         """
-        where, params = [], []
-        for condition, value in (
-            ("status = ?", status),
-            ("event = ?", event),
-            ("sync_id = ?", sync_id),
-            ("sync_run_id = ?", sync_run_id),
-            ("id < ?", before),
-            ("id > ?", after),
-        ):
-            if value is not None:
-                where.append(condition)
-                params.append(value)
-        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        clause, params = sql.where(
+            (
+                ("status = ?", status),
+                ("event = ?", event),
+                ("sync_id = ?", sync_id),
+                ("sync_run_id = ?", sync_run_id),
+                ("id < ?", before),
+                ("id > ?", after),
+            )
+        )
         # Conditions from the fixed list above; every value is a parameter.
         statement = f"SELECT {sql.DELIVERY_COLUMNS} FROM census_deliveries {clause}"
         with self.transaction(write=False) as cur:

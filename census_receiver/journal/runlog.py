@@ -103,12 +103,7 @@ class RunLog(JournalHost):
         Raises:
             JournalUnavailable: when the database fails.
         """
-        where, params = [], []
-        for condition, value in (("sync_id = ?", sync_id), ("status = ?", status)):
-            if value is not None:
-                where.append(condition)
-                params.append(value)
-        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        clause, params = sql.where((("sync_id = ?", sync_id), ("status = ?", status)))
         statement = f"SELECT {sql.RUN_COLUMNS} FROM census_runs {clause}"
         with self.transaction(write=False) as cur:
             rows = cur.execute(

@@ -8,6 +8,25 @@ parameters.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+
+def where(conditions: Iterable[tuple[str, object]]) -> tuple[str, list[object]]:
+    """``"WHERE a = ? AND b = ? "`` (or ``""``) and its parameters, for the set values.
+
+    Args:
+        conditions: ``(condition, value)`` pairs, the conditions from fixed lists
+            in this package; a pair whose value is ``None`` is left out.
+
+    Returns:
+        The clause, with a trailing space, and the values as its parameters.
+    """
+    chosen = [(condition, value) for condition, value in conditions if value is not None]
+    if not chosen:
+        return "", []
+    return f"WHERE {' AND '.join(c for c, _ in chosen)} ", [value for _, value in chosen]
+
+
 #: The tables and indexes, with column types named for each backend to fill in.
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS census_deliveries (
