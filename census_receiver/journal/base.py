@@ -1,4 +1,9 @@
-"""What every journal backend shares: the claim protocol, recording, reading, pruning, in SQL.
+"""What every journal backend shares: the claim protocol and recording, in SQL.
+
+Its other parts are mixed in from beside it: reading and pruning
+(``reading.DeliveryLog``), sync runs (``runlog.RunLog``), and the claims of
+workers and replays (``working.WorkQueue``), all written against
+``host.JournalHost``.
 
 The backends (``SQLiteJournal``, ``PostgresJournal``) only open connections and
 run a transaction; the statements here are written once in the SQL both
@@ -26,7 +31,6 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..answers import JOURNAL_UNAVAILABLE, Answer, Outcome
@@ -36,10 +40,10 @@ from . import sql
 from .reading import REJECTIONS_KEPT, DeliveryLog
 from .records import (
     DONE_STATUSES,
-    DeliveryRecord,
-    record_from_row,
+    JournalClaim,
 )
 from .runlog import RunLog
+from .working import WorkQueue
 
 if TYPE_CHECKING:
     from ..delivery import VerifiedDelivery
@@ -73,22 +77,6 @@ class JournalUnavailable(DedupUnavailable):
     """The journal's database cannot be reached, is locked or is full (answered 503)."""
 
 
-@dataclass(frozen=True, slots=True)
-class JournalClaim(Claim):
-    """A claim on a recorded delivery: its id, who runs it, and a finished run it closes.
-
-    Attributes:
-        id: the delivery's id in the journal.
-        kind: ``"census"``, ``"worker"`` or ``"replay"``.
-        run: the finished run whose ``on_run_finished`` hooks this run of the
-            delivery calls (it holds the run's finish lease), or ``None``.
-    """
-
-    id: int = 0
-    kind: str = "census"
-    run: RunRecord | None = None
-
-
 _STATUS_OF_REASON = {
     "malformed_payload": "refused",
     "handled": "handled",
@@ -106,7 +94,7 @@ def _check_seconds(name: str, value: float) -> None:
         )
 
 
-class Journal(RunLog, DeliveryLog):
+class Journal(RunLog, DeliveryLog, WorkQueue):
     """The SQL and logic every journal backend shares; see the module docstring.
 
     Args:
@@ -378,24 +366,6 @@ class Journal(RunLog, DeliveryLog):
                 sql.INSERT_ATTEMPT, (int(row[0]), now, "census", outcome.status, outcome.reason)
             )
 
-    def renew(self, claim: JournalClaim) -> bool:
-        """Extend a held claim's lease by ``lease`` seconds from now.
-
-        A worker renews the lease of a delivery whose handlers run long, so that
-        no other worker takes it over while it is still being handled.
-
-        Returns:
-            Whether the claim was still held.
-
-        Raises:
-            JournalUnavailable: when the database fails.
-        """
-        with self.transaction() as cur:
-            renewed = cur.execute(
-                sql.RENEW_LEASE, (self.clock() + self.lease, claim.id, claim.token)
-            ).rowcount
-        return bool(renewed)
-
     def flush(self) -> None:
         """Write the rejection notes kept in memory (``close`` does it too).
 
@@ -444,85 +414,6 @@ class Journal(RunLog, DeliveryLog):
             self._rejections.clear()
         for note in notes:
             cur.execute(sql.INSERT_REJECTION, note)
-
-    # -- workers and replay ------------------------------------------------------------
-
-    def take_due(
-        self, limit: int = 10, *, finishing: bool = False
-    ) -> list[tuple[DeliveryRecord, JournalClaim]]:
-        """Claim up to ``limit`` deliveries a worker should run now.
-
-        Due are ``pending`` deliveries whose ``next_attempt_at`` has come, and
-        ``running`` ones whose lease expired (their holder died mid-handler).
-        With ``finishing``, a delivery of a finished run whose ``on_run_finished``
-        hooks have not run also takes the run's finish lease.
-
-        Raises:
-            JournalUnavailable: when the database fails.
-        """
-        now = self.clock()
-        token = secrets.token_hex(16)
-        with self.transaction() as cur:
-            self._flush_rejections(cur)
-            rows = cur.execute(
-                sql.TAKE_DUE.replace("{lock}", self.take_due_lock),
-                (token, now + self.lease, now, now, now, limit, now, now),
-            ).fetchall()
-            taken = sorted((record_from_row(row) for row in rows), key=lambda r: r.id)
-            return [
-                (
-                    r,
-                    JournalClaim(
-                        r.key,
-                        ClaimState.CLAIMED,
-                        token,
-                        r.id,
-                        "worker",
-                        self.take_finish(cur, r.sync_run_id, token)
-                        if finishing and r.event in sql.RUN_EVENT_COLUMNS
-                        else None,
-                    ),
-                )
-                for r in taken
-            ]
-
-    def claim_for_replay(
-        self, delivery_id: int, *, force: bool = False, finishing: bool = False
-    ) -> tuple[DeliveryRecord, JournalClaim | None]:
-        """Claim a recorded delivery to run its handlers again.
-
-        Args:
-            delivery_id: the record's id.
-            force: run it even if it was handled (or ignored, or dropped) before.
-            finishing: also take its run's finish lease (see ``take_due``).
-
-        Returns:
-            The record, and the claim; ``None`` when it is done (without ``force``)
-            or running under a live lease.
-
-        Raises:
-            KeyError: if there is no such delivery.
-            JournalUnavailable: when the database fails.
-        """
-        now = self.clock()
-        token = secrets.token_hex(16)
-        with self.transaction() as cur:
-            row = cur.execute(
-                sql.CLAIM_FOR_REPLAY,
-                (token, now + self.lease, now, delivery_id, now, 1 if force else 0),
-            ).fetchone()
-            if row is None:
-                row = cur.execute(sql.SELECT_ONE, (delivery_id,)).fetchone()
-                if row is None:
-                    raise KeyError(delivery_id)
-                return record_from_row(row), None
-            record = record_from_row(row)
-            run = (
-                self.take_finish(cur, record.sync_run_id, token)
-                if finishing and record.event in sql.RUN_EVENT_COLUMNS
-                else None
-            )
-        return record, JournalClaim(record.key, ClaimState.CLAIMED, token, record.id, "replay", run)
 
 
 class _Cursor:

@@ -16,7 +16,11 @@ __all__ = ["JournalHost"]
 
 
 class JournalHost:
-    """The clock and transactions a journal part reads and writes with."""
+    """The clock and transactions a journal part reads and writes with.
+
+    ``_flush_rejections(cur)`` writes the rejection notes kept in memory, in a
+    write transaction that is open anyway.
+    """
 
     #: Seconds since the epoch, now (the tests give a controllable one).
     clock: Callable[[], float]
@@ -24,3 +28,5 @@ class JournalHost:
     if TYPE_CHECKING:
 
         def transaction(self, *, write: bool = True) -> AbstractContextManager[Any]: ...
+
+        def _flush_rejections(self, cur: Any) -> None: ...

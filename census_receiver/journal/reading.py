@@ -8,14 +8,11 @@ timezone-aware.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import sql
 from .host import JournalHost
 from .records import Attempt, DeliveryRecord, Rejection, from_timestamp, record_from_row
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["DeliveryLog"]
 
@@ -28,10 +25,6 @@ class DeliveryLog(JournalHost):
 
     retention: float
     _rejections: Any
-
-    if TYPE_CHECKING:
-
-        def _flush_rejections(self, cur: Any) -> None: ...
 
     def rejections(self, limit: int = 100) -> list[Rejection]:
         """Recent refusals of unverified requests, newest first.

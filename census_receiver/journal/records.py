@@ -10,7 +10,12 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ..dedup import Claim
+
+if TYPE_CHECKING:
+    from ..runs import RunRecord
 
 __all__ = [
     "DONE_STATUSES",
@@ -18,6 +23,7 @@ __all__ = [
     "Attempt",
     "DeliveryRecord",
     "HandlerError",
+    "JournalClaim",
     "Rejection",
     "from_timestamp",
     "record_from_row",
@@ -189,3 +195,19 @@ def record_from_row(row: Sequence[Any]) -> DeliveryRecord:
         error=error,
         next_attempt_at=from_timestamp(next_at),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class JournalClaim(Claim):
+    """A claim on a recorded delivery: its id, who runs it, and a finished run it closes.
+
+    Attributes:
+        id: the delivery's id in the journal.
+        kind: ``"census"``, ``"worker"`` or ``"replay"``.
+        run: the finished run whose ``on_run_finished`` hooks this run of the
+            delivery calls (it holds the run's finish lease), or ``None``.
+    """
+
+    id: int = 0
+    kind: str = "census"
+    run: RunRecord | None = None
