@@ -42,9 +42,9 @@ from .settings import (
     DEFAULT_SLOW_HANDLING,
     SECRET_ENV_VAR,
     check_body_limit,
-    check_deadline,
     check_path,
     check_positive,
+    check_stores,
     secrets_from,
     workspace_ids,
 )
@@ -90,13 +90,6 @@ def check_receiver(receiver: object) -> WebhookReceiver:
             "and pass it as receiver=receiver"
         )
     return receiver
-
-
-def _is_journal(journal: object) -> bool:
-    # Imported only when a journal is given: the journal package loads sqlite3.
-    from .journal.base import Journal
-
-    return isinstance(journal, Journal)
 
 
 class WebhookReceiver(Registration):
@@ -158,42 +151,9 @@ class WebhookReceiver(Registration):
     ) -> None:
         self._secrets = SecretSet(secrets_from(secret))
         check_body_limit(max_body_size)
-        if deadline == "auto":
-            deadline = DEFAULT_DEADLINE if (dedup is not None or journal is not None) else None
-        elif check_deadline(deadline) is not None and dedup is None and journal is None:
-            raise ConfigurationError(
-                "deadline= needs dedup= or journal=: without a store nothing holds a "
-                "delivery that a 503 would leave running, so Census's retry would run its "
-                "handlers twice; leave deadline out"
-            )
+        kept_deadline = check_stores(dedup, dedup_key, journal, acknowledge, deadline)
         check_positive("slow_handling", slow_handling)
         check_positive("max_threads", max_threads, optional=False)
-        if dedup is not None and not isinstance(dedup, DedupStore):
-            raise ConfigurationError(
-                "dedup must be a store from census_receiver.dedup (InMemoryDedupStore, "
-                f"RedisDedupStore, AsyncRedisDedupStore), not {type(dedup).__name__}"
-            )
-        if dedup_key is not None and not callable(dedup_key):
-            raise ConfigurationError("dedup_key must be a function of (event, body)")
-        if journal is not None and dedup is not None:
-            raise ConfigurationError(
-                "give journal= or dedup=, not both: a journal is the receiver's dedup "
-                "store too (it answers duplicates itself)"
-            )
-        if journal is not None and not _is_journal(journal):
-            raise ConfigurationError(
-                "journal must be a journal from census_receiver.journal (SQLiteJournal, "
-                f"PostgresJournal), not {type(journal).__name__}"
-            )
-        if acknowledge not in ("after_handlers", "on_capture"):
-            raise ConfigurationError(
-                f"acknowledge must be 'after_handlers' or 'on_capture', not {acknowledge!r}"
-            )
-        if acknowledge == "on_capture" and journal is None:
-            raise ConfigurationError(
-                "acknowledge='on_capture' needs a journal to capture deliveries in: "
-                "pass journal=SQLiteJournal(path) (or PostgresJournal)"
-            )
         #: Bodies larger than this many bytes are answered 413.
         self.max_body_size: int = max_body_size
         #: The dedup store, or ``None``.
@@ -209,10 +169,11 @@ class WebhookReceiver(Registration):
         super().__init__()
         claims: Claims | AsyncClaims | None = journal
         if dedup is not None:
+            # check_stores made sure dedup is a DedupStore, whose asyncio kind this tells.
             claims = (
                 AsyncStoreClaims(dedup)  # type: ignore[arg-type]
                 if is_async_store(dedup)
-                else StoreClaims(dedup)
+                else StoreClaims(dedup)  # type: ignore[arg-type]
             )
         self._reporter = Reporter(
             self.stats,
@@ -227,13 +188,13 @@ class WebhookReceiver(Registration):
             claims,
             self._error_hooks,
             dedup_key or default_key,
-            deadline if claims is not None else None,
+            kept_deadline if claims is not None else None,
             dedup_fail_open,
             on_capture=acknowledge == "on_capture",
             run_hooks=self._run_hooks,
         )
         self._journal_runner = self._runner_on(journal) if journal is not None else None
-        self.deadline = deadline
+        self.deadline = kept_deadline
         self.dedup_fail_open = dedup_fail_open
         self.slow_handling = slow_handling
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
+from .dedup import DedupStore
 from .errors import ConfigurationError, shown_value
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ __all__ = [
     "check_deadline",
     "check_path",
     "check_positive",
+    "check_stores",
     "secrets_from",
     "workspace_ids",
 ]
@@ -144,5 +146,66 @@ def check_deadline(deadline: float | None) -> float | None:
     if deadline is not None and deadline >= 10:
         raise ConfigurationError(
             "deadline must be under 10 seconds: Census gives up on a delivery after 10 s"
+        )
+    return deadline
+
+
+def check_stores(
+    dedup: object,
+    dedup_key: object,
+    journal: object,
+    acknowledge: str,
+    deadline: float | Literal["auto"] | None,
+) -> float | None:
+    """Check how deliveries are stored and answered, and resolve the deadline.
+
+    Returns:
+        The deadline to keep: ``"auto"`` is ``DEFAULT_DEADLINE`` with a store or
+        journal and ``None`` without.
+
+    Raises:
+        ConfigurationError: for a deadline without a store, a store or journal
+            of the wrong type or both at once, a ``dedup_key`` that is not
+            callable, an unknown ``acknowledge``, or acknowledging on capture
+            without a journal.
+    """
+    stored = dedup is not None or journal is not None
+    if deadline == "auto":
+        deadline = DEFAULT_DEADLINE if stored else None
+    elif check_deadline(deadline) is not None and not stored:
+        raise ConfigurationError(
+            "deadline= needs dedup= or journal=: without a store nothing holds a "
+            "delivery that a 503 would leave running, so Census's retry would run its "
+            "handlers twice; leave deadline out"
+        )
+    if dedup is not None and not isinstance(dedup, DedupStore):
+        raise ConfigurationError(
+            "dedup must be a store from census_receiver.dedup (InMemoryDedupStore, "
+            f"RedisDedupStore, AsyncRedisDedupStore), not {type(dedup).__name__}"
+        )
+    if dedup_key is not None and not callable(dedup_key):
+        raise ConfigurationError("dedup_key must be a function of (event, body)")
+    if journal is not None and dedup is not None:
+        raise ConfigurationError(
+            "give journal= or dedup=, not both: a journal is the receiver's dedup "
+            "store too (it answers duplicates itself)"
+        )
+    if journal is not None:
+        # Imported only with a journal: the journal package loads sqlite3.
+        from .journal.base import Journal
+
+        if not isinstance(journal, Journal):
+            raise ConfigurationError(
+                "journal must be a journal from census_receiver.journal (SQLiteJournal, "
+                f"PostgresJournal), not {type(journal).__name__}"
+            )
+    if acknowledge not in ("after_handlers", "on_capture"):
+        raise ConfigurationError(
+            f"acknowledge must be 'after_handlers' or 'on_capture', not {acknowledge!r}"
+        )
+    if acknowledge == "on_capture" and journal is None:
+        raise ConfigurationError(
+            "acknowledge='on_capture' needs a journal to capture deliveries in: "
+            "pass journal=SQLiteJournal(path) (or PostgresJournal)"
         )
     return deadline
