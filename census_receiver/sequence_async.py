@@ -6,8 +6,10 @@ kind. This file is the async original (``VerifiedDelivery.run_async``);
 ``census_receiver/sequence.py`` is its sync twin (``VerifiedDelivery.run``),
 generated from it by ``python -m tests.unasync``, as httpcore generates its
 sync code: ``async def`` becomes ``def`` and ``await steps.x_async(...)``
-becomes ``steps.x(...)``. Edit this file and regenerate; a test fails while
-the twin is stale.
+becomes ``steps.x(...)``; a handler awaited in place when it is async becomes
+``steps.call(d, route)``, and comments starting ``# async path:`` are left out
+of the twin. Edit this file and regenerate; a test fails while the twin is
+stale, and the generator refuses any ``async`` or ``await`` it has no rule for.
 
 Why a generated twin rather than a generator of effects driven twice: each
 path then runs straight-line code, with no effect objects and no dispatch,
