@@ -64,6 +64,9 @@ async def read_asgi_body(receive: Receive, limit: int, message: Message) -> byte
     Returns:
         The body (at most ``limit + 1`` bytes), or ``None`` on ``http.disconnect``.
     """
+    if message["type"] == "http.request" and not message.get("more_body", False):
+        whole: bytes = message.get("body", b"")  # the usual case: all of it in one message
+        return whole if len(whole) <= limit else whole[: limit + 1]
     body = BoundedBody(limit)
     while True:
         if message["type"] == "http.disconnect":

@@ -71,11 +71,7 @@ class CensusWebhookMiddleware:
         remote = _client(scope) if receiver.journal is not None else None
         outcome = receiver.check_request(scope["method"], length, remote=remote)
         if outcome is None:
-            first = await receive()
-            if first["type"] == "http.request" and not first.get("more_body", False):
-                body: bytes | None = first.get("body", b"")  # the usual case: one message
-            else:
-                body = await read_asgi_body(receive, receiver.max_body_size, first)
+            body = await read_asgi_body(receive, receiver.max_body_size, await receive())
             if body is None:  # the client left: nobody to answer, nothing to handle
                 return
             if signatures == 1:

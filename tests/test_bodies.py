@@ -75,6 +75,10 @@ def test_asgi_body_in_one_message() -> None:
     assert _read_asgi([_request(b"whole")]) == (b"whole", 1)
 
 
+def test_asgi_body_in_one_message_over_the_limit_is_cut() -> None:
+    assert _read_asgi([_request(b"x" * (LIMIT + 50))]) == (b"x" * (LIMIT + 1), 1)
+
+
 def test_asgi_body_in_several_messages_is_joined() -> None:
     messages = [
         _request(b"one ", True),
