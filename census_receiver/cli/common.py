@@ -1,4 +1,4 @@
-"""What every ``census-receiver`` command shares: exit codes, secrets, input, HTTP POST.
+"""What ``census-receiver`` commands share: exit codes, options, secrets, input, HTTP POST.
 
 A command module registers its sub-commands with ``add_parsers(commands)`` and
 gives each a ``run(args, prog) -> int`` through ``set_defaults(run=...)``; see
@@ -39,6 +39,8 @@ __all__ = [
     "Command",
     "CommandFailed",
     "Subcommands",
+    "add_limit_argument",
+    "add_secret_argument",
     "is_loopback",
     "non_negative",
     "one_secret",
@@ -177,6 +179,47 @@ def _converted(convert: Callable[[str], _Number], value: str, what: str) -> _Num
         return convert(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not {what}: {value!r}") from None
+
+
+# -- options shared by several commands --------------------------------------------------
+
+
+def add_secret_argument(
+    parser: argparse.ArgumentParser, what: str, *, repeatable: bool = False
+) -> None:
+    """Add ``--secret S``, which defaults to ``CENSUS_WEBHOOK_SECRET`` (see ``ENV_NOTE``).
+
+    Read it with ``one_secret``, or with ``secret_list`` when it is repeatable.
+
+    Args:
+        parser: the sub-command's parser.
+        what: the start of its help, before the note on the default ("the secret").
+        repeatable: whether it may be given several times: then ``args.secret``
+            is a list, empty when it is not given.
+    """
+    if repeatable:
+        parser.add_argument(
+            "--secret",
+            action="append",
+            default=[],
+            metavar="S",
+            help=f"{what}; repeat for several {ENV_NOTE}",
+        )
+    else:
+        parser.add_argument("--secret", metavar="S", help=f"{what} {ENV_NOTE}")
+
+
+def add_limit_argument(
+    parser: argparse.ArgumentParser, *, help: str, default: int | None = None
+) -> None:
+    """Add ``--limit N``, a whole number of 1 or more (``positive_int``).
+
+    Args:
+        parser: the sub-command's parser.
+        help: its help; ``%(default)s`` in it stands for ``default``.
+        default: the limit when ``--limit`` is not given (``None``: no limit).
+    """
+    parser.add_argument("--limit", type=positive_int, default=default, metavar="N", help=help)
 
 
 # -- secrets and input -------------------------------------------------------------------

@@ -23,15 +23,8 @@ from typing import TYPE_CHECKING, Any
 from ..answers import printable
 from ..journal.records import STATUSES, DeliveryRecord, Rejection
 from .app import add_source_arguments, reading_journal
-from .common import EXIT_INPUT, EXIT_OK, CommandFailed, positive_int
-from .tables import (
-    add_json_argument,
-    cell,
-    json_data,
-    print_facts,
-    print_table,
-    time_cell,
-)
+from .common import EXIT_INPUT, EXIT_OK, CommandFailed, add_limit_argument
+from .tables import add_json_argument, cell, json_data, print_facts, print_table, time_cell
 
 if TYPE_CHECKING:
     from ..journal.base import Journal
@@ -77,13 +70,7 @@ def add_parsers(commands: Subcommands) -> None:
     deliveries.add_argument(
         "--before", type=int, metavar="ID", help="only ids below ID (the next page)"
     )
-    deliveries.add_argument(
-        "--limit",
-        type=positive_int,
-        default=DEFAULT_LIST_LIMIT,
-        metavar="N",
-        help="list at most N (%(default)s)",
-    )
+    add_limit_argument(deliveries, default=DEFAULT_LIST_LIMIT, help="list at most N (%(default)s)")
     add_json_argument(deliveries)
     mode = deliveries.add_mutually_exclusive_group()
     mode.add_argument(

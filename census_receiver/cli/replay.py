@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from ..answers import printable
 from .app import add_app_arguments, close_journal, journal_errors, load_app_journal
-from .common import EXIT_INPUT, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, CommandFailed, positive_int
+from .common import EXIT_INPUT, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, CommandFailed, add_limit_argument
 from .tables import cell
 
 if TYPE_CHECKING:
@@ -53,9 +53,7 @@ def add_parsers(commands: Subcommands) -> None:
     replay.add_argument(
         "--failed", action="store_true", help="every failed delivery instead, oldest first"
     )
-    replay.add_argument(
-        "--limit", type=positive_int, metavar="N", help="with --failed: at most N (the oldest)"
-    )
+    add_limit_argument(replay, help="with --failed: at most N (the oldest)")
     replay.add_argument(
         "--force",
         action="store_true",

@@ -26,15 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..journal.runlog import HEALTH_WINDOW
 from .app import add_source_arguments, reading_journal
-from .common import EXIT_INPUT, EXIT_OK, EXIT_USAGE, CommandFailed, positive_int
-from .tables import (
-    add_json_argument,
-    cell,
-    json_data,
-    print_facts,
-    print_table,
-    time_cell,
-)
+from .common import EXIT_INPUT, EXIT_OK, EXIT_USAGE, CommandFailed, add_limit_argument
+from .tables import add_json_argument, cell, json_data, print_facts, print_table, time_cell
 
 if TYPE_CHECKING:
     from ..journal.base import Journal
@@ -134,11 +127,9 @@ def add_parsers(commands: Subcommands) -> None:
         metavar="S",
         help=f"only runs in this status: {', '.join(RUN_STATUSES)}",
     )
-    runs.add_argument(
-        "--limit",
-        type=positive_int,
+    add_limit_argument(
+        runs,
         default=DEFAULT_RUNS_LIMIT,
-        metavar="N",
         help="list at most N runs, or with --health N syncs (%(default)s)",
     )
     add_json_argument(runs)

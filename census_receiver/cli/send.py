@@ -24,13 +24,13 @@ from ..receiver import DEFAULT_PATH, SECRET_ENV_VAR
 from ..testing import EVENT_NAMES, RETRY_DELAYS, make_delivery
 from .common import (
     DEFAULT_URL,
-    ENV_NOTE,
     EXIT_INPUT,
     EXIT_OK,
     EXIT_REFUSED,
     EXIT_UNREACHABLE,
     TIMEOUT,
     CommandFailed,
+    add_secret_argument,
     non_negative,
     one_secret,
     positive_seconds,
@@ -63,7 +63,7 @@ def add_parsers(commands: Subcommands) -> None:
     )
     send.add_argument("event", metavar="EVENT", help="the event name, e.g. sync.failed")
     send.add_argument("--url", default=DEFAULT_URL, help="where to POST (%(default)s)")
-    send.add_argument("--secret", metavar="S", help=f"the secret to sign with {ENV_NOTE}")
+    add_secret_argument(send, "the secret to sign with")
     send.add_argument(
         "--set",
         action="append",

@@ -56,11 +56,11 @@ from ..receiver import (
 from .common import (
     DEFAULT_HOST,
     DEFAULT_PORT,
-    ENV_NOTE,
     EXIT_INPUT,
     EXIT_LISTEN,
     EXIT_OK,
     CommandFailed,
+    add_secret_argument,
     port_number,
     secret_list,
 )
@@ -102,13 +102,7 @@ def add_parsers(commands: Subcommands) -> None:
         help="port (%(default)s; 0 picks a free one)",
     )
     serve.add_argument("--path", default=DEFAULT_PATH, help="webhook path (%(default)s)")
-    serve.add_argument(
-        "--secret",
-        action="append",
-        default=[],
-        metavar="S",
-        help=f"a webhook secret; repeat for several {ENV_NOTE}",
-    )
+    add_secret_argument(serve, "a webhook secret", repeatable=True)
     serve.add_argument(
         "--forward",
         action="append",

@@ -19,11 +19,11 @@ from ..errors import RequestRejected
 from ..receiver import SECRET_ENV_VAR
 from ..signature import SecretSet, compute_signature, decode_signature
 from .common import (
-    ENV_NOTE,
     EXIT_INPUT,
     EXIT_OK,
     EXIT_REFUSED,
     CommandFailed,
+    add_secret_argument,
     one_secret,
     read_body,
     secret_list,
@@ -47,7 +47,7 @@ def add_parsers(commands: Subcommands) -> None:
         description="Print the X-Signature Census would send for the body in FILE or on stdin.",
     )
     sign.add_argument("file", nargs="?", metavar="FILE", help="the body (default: stdin)")
-    sign.add_argument("--secret", metavar="S", help=f"the secret {ENV_NOTE}")
+    add_secret_argument(sign, "the secret")
     sign.set_defaults(run=run_sign)
 
     verify = commands.add_parser(
@@ -57,13 +57,7 @@ def add_parsers(commands: Subcommands) -> None:
     )
     verify.add_argument("file", nargs="?", metavar="FILE", help="the body (default: stdin)")
     verify.add_argument("--signature", required=True, metavar="SIG", help="the X-Signature value")
-    verify.add_argument(
-        "--secret",
-        action="append",
-        default=[],
-        metavar="S",
-        help=f"a secret to try; repeat for several {ENV_NOTE}",
-    )
+    add_secret_argument(verify, "a secret to try", repeatable=True)
     verify.set_defaults(run=run_verify)
 
 
