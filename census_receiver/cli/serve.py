@@ -185,11 +185,7 @@ class ServeApp:
         if outcome is not None:
             self.console.delivery(outcome, None)
         else:
-            first = await receive()
-            if first["type"] == "http.request" and not first.get("more_body", False):
-                body: bytes | None = first.get("body", b"")  # the usual case: one message
-            else:
-                body = await read_asgi_body(receive, receiver.max_body_size, first)
+            body = await read_asgi_body(receive, receiver.max_body_size, await receive())
             if body is None:  # the client left: nobody to answer, nothing to handle
                 return
             notes: list[str] = []
