@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ._types import ASGIApp, Receive, Scope, Send
     from .receiver import WebhookReceiver
 
-__all__ = ["CensusWebhookMiddleware"]
+__all__ = ["CensusWebhookMiddleware", "client_address"]
 
 
 class CensusWebhookMiddleware:
@@ -68,7 +68,7 @@ class CensusWebhookMiddleware:
             elif name == b"content-length":
                 length = value
         # The client's address, for the journal's log of refused requests.
-        remote = _client(scope) if receiver.journal is not None else None
+        remote = client_address(scope) if receiver.journal is not None else None
         outcome = receiver.check_request(scope["method"], length, remote=remote)
         if outcome is None:
             body = await read_asgi_body(receive, receiver.max_body_size, await receive())
@@ -91,7 +91,8 @@ class CensusWebhookMiddleware:
         await send({"type": "http.response.body", "body": answer.body})
 
 
-def _client(scope: Scope) -> str | None:
+def client_address(scope: Scope) -> str | None:
+    """The client's address in an ASGI ``scope`` (for a journal's rejection log), if any."""
     client = scope.get("client")
     return str(client[0]) if client else None
 

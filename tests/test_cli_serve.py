@@ -21,12 +21,14 @@ from census_receiver.cli.console import Console
 from census_receiver.cli.relay import Relay
 from census_receiver.cli.serve import ServeApp
 from census_receiver.dedup import InMemoryDedupStore
+from census_receiver.journal import Journal, SQLiteJournal
 from census_receiver.testing import make_delivery, sign
 
 from .cli_tools import no_secret_in_env as no_secret_in_env
 from .conftest import SECRET
 
 PATH = "/webhooks/census"
+CLIENT = "10.1.2.3"  # the address in every request's scope
 Message = MutableMapping[str, Any]
 
 
@@ -40,11 +42,13 @@ class Served:
         dedup: bool = False,
         fallback: Any = None,
         allowed_workspaces: list[int] | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self.receiver = WebhookReceiver(
             SECRET,
             dedup=InMemoryDedupStore() if dedup else None,
             allowed_workspaces=allowed_workspaces,
+            journal=journal,
         )
         self.out = io.StringIO()
         relay = relay if relay is not None else Relay()
@@ -83,7 +87,13 @@ class Served:
         async def send(message: Message) -> None:
             sent.append(message)
 
-        scope = {"type": "http", "method": method, "path": path, "headers": list(headers)}
+        scope = {
+            "type": "http",
+            "method": method,
+            "path": path,
+            "headers": list(headers),
+            "client": (CLIENT, 50123),
+        }
         asyncio.run(self.app(scope, receive, send))
         if not sent:
             return None, {}, b""
@@ -123,6 +133,25 @@ def test_a_verified_delivery_is_handled_and_shown_with_its_payload(served: Serve
     first, *payload = served.console.splitlines()
     assert first.endswith("verified   sync.failed  workspace=3167 sync=3167956 run=5  -> 200")
     assert json.loads("\n".join(payload))["sync_run_id"] == 5
+
+
+def test_refusals_are_logged_in_the_journal_with_the_client_address(
+    serving: Callable[..., Served], tmp_path: Path
+) -> None:
+    journal = SQLiteJournal(tmp_path / "journal.db")
+    served = serving(journal=journal)
+    forged = make_delivery("sync.failed", secret=SECRET, bad_signature=True)
+    status, _, _ = served.request(
+        forged.body, [(b"x-signature", forged.headers["X-Signature"].encode())]
+    )
+    assert status == 401
+    assert served.request(method="GET")[0] == 405
+    rejections = journal.rejections()
+    assert [(r.status, r.reason, r.remote) for r in rejections] == [
+        (405, "method_not_allowed", CLIENT),
+        (401, "invalid_signature", CLIENT),
+    ]
+    journal.close()
 
 
 def test_a_forged_delivery_is_refused_and_its_body_shown_unverified(served: Served) -> None:

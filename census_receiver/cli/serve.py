@@ -53,6 +53,7 @@ from ..receiver import (
     check_path,
     check_receiver,
 )
+from ..starlette import client_address
 from .common import (
     DEFAULT_HOST,
     DEFAULT_PORT,
@@ -181,7 +182,9 @@ class ServeApp:
         receiver = self.receiver
         headers = scope["headers"]
         length = next((value for name, value in headers if name == b"content-length"), None)
-        outcome = receiver.check_request(scope["method"], length)
+        # The client's address, for the journal's log of refused requests.
+        remote = client_address(scope) if receiver.journal is not None else None
+        outcome = receiver.check_request(scope["method"], length, remote=remote)
         if outcome is not None:
             self.console.delivery(outcome, None)
         else:
@@ -190,7 +193,7 @@ class ServeApp:
                 return
             notes: list[str] = []
             with self.relay.handling(body, headers, notes):
-                triaged = receiver.triage(body, headers)
+                triaged = receiver.triage(body, headers, remote=remote)
                 outcome = triaged if isinstance(triaged, Outcome) else await triaged.run_async()
             self.console.delivery(outcome, body, notes)
         await _send_outcome(send, outcome)
