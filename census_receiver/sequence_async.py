@@ -97,8 +97,9 @@ async def run_delivery_async(d: VerifiedDelivery) -> Outcome:
             await steps.settle_async(d, claim, outcome, exc)
         return outcome
     except BaseException as exc:
-        # Cancelled or interrupted mid-handler: forget the claim so a retry runs it.
-        if claim is not None:
+        # Cancelled or interrupted mid-handler: forget the claim so a retry runs it
+        # (not while the coroutine is being closed: it may not wait for anything then).
+        if claim is not None and not isinstance(exc, GeneratorExit):
             await steps.settle_async(d, claim, None, exc)
         raise
     outcome = p.reporter.finish(HANDLED, d.event, d.started, d.position, result)
