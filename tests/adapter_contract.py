@@ -361,24 +361,26 @@ def _asgi(probe: Probe) -> Iterator[Post]:
 @contextmanager
 def _starlette(probe: Probe) -> Iterator[Post]:
     from starlette.applications import Starlette
-    from starlette.testclient import TestClient
 
-    from census_receiver.starlette import CensusWebhookMiddleware
-
-    app = Starlette()
-    app.add_middleware(CensusWebhookMiddleware, receiver=probe.receiver, path=PATH)
-    with TestClient(app) as client:
-        yield client_poster(client)
+    with _middleware_in(Starlette(), probe) as post:
+        yield post
 
 
 @contextmanager
 def _fastapi_middleware(probe: Probe) -> Iterator[Post]:
     from fastapi import FastAPI
-    from fastapi.testclient import TestClient
+
+    with _middleware_in(FastAPI(), probe) as post:
+        yield post
+
+
+@contextmanager
+def _middleware_in(app: Any, probe: Probe) -> Iterator[Post]:
+    """The ASGI middleware added to a Starlette (or FastAPI) app, posted to by its TestClient."""
+    from starlette.testclient import TestClient
 
     from census_receiver.starlette import CensusWebhookMiddleware
 
-    app = FastAPI()
     app.add_middleware(CensusWebhookMiddleware, receiver=probe.receiver, path=PATH)
     with TestClient(app) as client:
         yield client_poster(client)

@@ -68,24 +68,25 @@ def need(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
-    """A fixture whose server is not installed: ``need`` it (skip, or fail in CI)."""
+def _needing_servers() -> Generator[None, None, None]:
+    """Run a test phase; a server it finds not installed is ``need``ed (skip, or fail in CI)."""
     try:
         return (yield)
     except ServerNotFound as missing:
         reason = str(missing)
     need(reason)  # outside the except block: the reason alone, with no exception chain
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    """A fixture whose server is not installed."""
+    return (yield from _needing_servers())
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    """A test that starts a server that is not installed: ``need`` it too."""
-    try:
-        return (yield)
-    except ServerNotFound as missing:
-        reason = str(missing)
-    need(reason)  # outside the except block: the reason alone, with no exception chain
+    """A test that starts a server that is not installed."""
+    return (yield from _needing_servers())
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,23 @@ def calls_of(path: Path, kind: str = "done") -> Counter[int]:
     )
 
 
+@contextmanager
+def serving(
+    server: str, journal_at: str, calls: Path, tmp_path: Path, *, connections: int
+) -> Iterator[tuple[httpx.Client, ThreadPoolExecutor]]:
+    """The journal app under ``server`` with 2 workers, a client and as many threads."""
+    target = f"{APP}:{'wsgi_app' if server == 'gunicorn' else 'asgi_app'}"
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=0)
+    with (
+        running(server, target, env=environment(journal_at, calls), log=tmp_path / "log") as base,
+        httpx.Client(
+            base_url=base, timeout=15, limits=limits, headers={"Connection": "close"}
+        ) as client,
+        ThreadPoolExecutor(connections) as pool,
+    ):
+        yield client, pool
+
+
 def post_until_acknowledged(client: httpx.Client, d: Delivery, pair: threading.Barrier) -> str:
     """POST like Census: retry on 409 and 503 (after 50 ms, not 4 s) until a 2xx."""
     pair.wait(10)
@@ -104,18 +122,10 @@ def test_each_event_delivered_twice_to_workers_on_one_journal_is_handled_once(
     server: str, journal_at: str, tmp_path: Path
 ) -> None:
     calls = tmp_path / "calls.txt"
-    target = f"{APP}:{'wsgi_app' if server == 'gunicorn' else 'asgi_app'}"
     events = 150
     deliveries = [make_delivery("sync.failed", secret=SECRET, sync_run_id=n) for n in range(events)]
     pairs = [threading.Barrier(2) for _ in deliveries]
-    limits = httpx.Limits(max_connections=16, max_keepalive_connections=0)
-    with (
-        running(server, target, env=environment(journal_at, calls), log=tmp_path / "log") as base,
-        httpx.Client(
-            base_url=base, timeout=15, limits=limits, headers={"Connection": "close"}
-        ) as client,
-        ThreadPoolExecutor(16) as pool,
-    ):
+    with serving(server, journal_at, calls, tmp_path, connections=16) as (client, pool):
         jobs = [
             pool.submit(post_until_acknowledged, client, d, pair)
             for d, pair in zip(deliveries, pairs, strict=True)
@@ -269,16 +279,8 @@ def test_a_runs_events_in_every_order_to_two_workers_make_one_run_finished_once(
     server: str, journal_at: str, tmp_path: Path
 ) -> None:
     calls = tmp_path / "calls.txt"
-    target = f"{APP}:{'wsgi_app' if server == 'gunicorn' else 'asgi_app'}"
     orders = list(itertools.permutations(range(len(LIFECYCLE))))
-    limits = httpx.Limits(max_connections=8, max_keepalive_connections=0)
-    with (
-        running(server, target, env=environment(journal_at, calls), log=tmp_path / "log") as base,
-        httpx.Client(
-            base_url=base, timeout=15, limits=limits, headers={"Connection": "close"}
-        ) as client,
-        ThreadPoolExecutor(8) as pool,
-    ):
+    with serving(server, journal_at, calls, tmp_path, connections=8) as (client, pool):
 
         def deliver_run(run: int, order: tuple[int, ...]) -> None:
             for index in order:  # each event twice at once: two workers race for it
