@@ -132,7 +132,7 @@ class Outcome:
         return decoded
 
 
-# Built on every delivery, like the events: see census_receiver._frozen.
+# Built on every delivery, like the events: see fast_init's docstring.
 _build_outcome = fast_init(Outcome)
 
 

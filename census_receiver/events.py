@@ -181,7 +181,7 @@ _EXTRA_FIELDS[SyncAlertResolved] = _EXTRA_FIELDS[SyncAlertRaised]
 
 # Per event name: a constructor of its model, and the model's optional fields.
 # Events are built on every delivery: fast_init skips the frozen dataclass's
-# per-field guard (see census_receiver._frozen); the bench's must-reach figures
+# per-field guard (see its docstring); the bench's must-reach figures
 # for the middlewares are missed without it.
 _MODELS: dict[str, tuple[Callable[..., Event], tuple[tuple[str, type], ...]]] = {
     name: (fast_init(cls), _EXTRA_FIELDS.get(cls, ())) for name, cls in EVENT_TYPES.items()

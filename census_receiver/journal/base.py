@@ -30,13 +30,14 @@ import secrets
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..answers import JOURNAL_UNAVAILABLE, Answer, Outcome
 from ..dedup import Claim, ClaimState
 from ..errors import ConfigurationError, DedupUnavailable, shown_value
 from . import sql
+from .host import Cursor
 from .reading import REJECTIONS_KEPT, DeliveryLog
 from .records import (
     DONE_STATUSES,
@@ -177,7 +178,7 @@ class Journal(RunLog, DeliveryLog, WorkQueue):
         """
         try:
             with self._connect(write=write) as cursor:
-                yield _Cursor(cursor, self._sql)
+                yield Cursor(cursor, self._sql)
         except self.errors as exc:
             raise JournalUnavailable(
                 f"the journal's database failed ({type(exc).__name__}: {_first_line(exc)})"
@@ -248,7 +249,7 @@ class Journal(RunLog, DeliveryLog, WorkQueue):
             )
             return JournalClaim(key, state, "", delivery_id)
 
-    def _finishing(self, cur: _Cursor, delivery: VerifiedDelivery, token: str) -> RunRecord | None:
+    def _finishing(self, cur: Cursor, delivery: VerifiedDelivery, token: str) -> RunRecord | None:
         """The finished run a lifecycle delivery is to close (taking its finish lease).
 
         Only when its receiver has ``on_run_finished`` hooks: without them there is
@@ -388,7 +389,7 @@ class Journal(RunLog, DeliveryLog, WorkQueue):
         with self._rejections_lock:
             self._rejections.append((self.clock(), status, reason, remote, size))
 
-    def _release_unanswered(self, cur: _Cursor) -> None:
+    def _release_unanswered(self, cur: Cursor) -> None:
         """Free the claims this journal made whose answer never came (see ``claim``)."""
         if not self._unanswered:
             return
@@ -398,7 +399,7 @@ class Journal(RunLog, DeliveryLog, WorkQueue):
             cur.execute(sql.RELEASE_UNANSWERED, (self.clock(), key, token))
 
     @contextlib.contextmanager
-    def _recording(self, delivery: VerifiedDelivery) -> Iterator[tuple[_Cursor, float, str]]:
+    def _recording(self, delivery: VerifiedDelivery) -> Iterator[tuple[Cursor, float, str]]:
         """A write transaction for ``delivery``: its cursor, the time and the key."""
         now = self.clock()
         key = delivery.key()
@@ -406,7 +407,7 @@ class Journal(RunLog, DeliveryLog, WorkQueue):
             self._flush_rejections(cur)
             yield cur, now, key
 
-    def _flush_rejections(self, cur: _Cursor) -> None:
+    def _flush_rejections(self, cur: Cursor) -> None:
         if not self._rejections:
             return
         with self._rejections_lock:
@@ -414,24 +415,6 @@ class Journal(RunLog, DeliveryLog, WorkQueue):
             self._rejections.clear()
         for note in notes:
             cur.execute(sql.INSERT_REJECTION, note)
-
-
-class _Cursor:
-    """A DB-API cursor whose statements use ``?`` placeholders, whatever the backend's."""
-
-    __slots__ = ("_cursor", "_sql")
-
-    def __init__(self, cursor: Any, sql: Callable[[str], str]) -> None:
-        self._cursor = cursor
-        self._sql = sql
-
-    def execute(self, statement: str, params: Sequence[object]) -> Any:
-        self._cursor.execute(self._sql(statement), tuple(params))
-        return self._cursor
-
-    @property
-    def rowcount(self) -> int:
-        return int(self._cursor.rowcount)
 
 
 def _identity(delivery: VerifiedDelivery, key: str) -> tuple[object, ...]:

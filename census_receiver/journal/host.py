@@ -1,18 +1,19 @@
-"""What ``Journal`` provides to the parts mixed into it: its clock and its transactions.
+"""What ``Journal`` provides to the parts mixed into it: its clock, transactions and cursor.
 
-No I/O of its own. ``DeliveryLog`` (reading, pruning) and ``RunLog`` (sync runs)
-are written against this, and ``Journal`` supplies both.
+No I/O of its own. ``DeliveryLog`` (reading, pruning), ``RunLog`` (sync runs) and
+``WorkQueue`` (workers and replays) are written against this; ``Journal``
+supplies it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from contextlib import AbstractContextManager
 
-__all__ = ["JournalHost"]
+__all__ = ["Cursor", "JournalHost"]
 
 
 class JournalHost:
@@ -30,3 +31,25 @@ class JournalHost:
         def transaction(self, *, write: bool = True) -> AbstractContextManager[Any]: ...
 
         def _flush_rejections(self, cur: Any) -> None: ...
+
+
+class Cursor:
+    """A DB-API cursor whose statements use ``?`` placeholders, whatever the backend's.
+
+    What ``Journal.transaction`` yields: ``execute`` rewrites the placeholders
+    with the backend's ``sql`` and returns the underlying cursor.
+    """
+
+    __slots__ = ("_cursor", "_sql")
+
+    def __init__(self, cursor: Any, sql: Callable[[str], str]) -> None:
+        self._cursor = cursor
+        self._sql = sql
+
+    def execute(self, statement: str, params: Sequence[object]) -> Any:
+        self._cursor.execute(self._sql(statement), tuple(params))
+        return self._cursor
+
+    @property
+    def rowcount(self) -> int:
+        return int(self._cursor.rowcount)
