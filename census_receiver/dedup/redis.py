@@ -7,6 +7,7 @@ importing ``census_receiver.dedup`` needs no Redis client library.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import secrets
@@ -276,6 +277,9 @@ class AsyncRedisDedupStore(_RedisScripts):
         except self._errors as exc:
             self._unanswered_claim(key, token)  # it may be applied once Redis resumes
             raise self._unavailable("claim", exc) from None
+        except asyncio.CancelledError:  # given up at the deadline: it may be applied too
+            self._unanswered_claim(key, token)
+            raise
         return self._claimed(key, state, token)
 
     async def _release_unanswered(self, key: str) -> bool:

@@ -109,6 +109,40 @@ def test_the_asyncio_store_releases_its_unanswered_claims_too(redis_server: Redi
     assert len(calls) == 1
 
 
+def test_an_asyncio_claim_given_up_at_the_deadline_does_not_hold_the_retry(
+    redis_server: RedisServer,
+) -> None:
+    # The deadline passes before the client's own timeout: the claim is cancelled,
+    # then applied once Redis resumes; the retry must not meet it as in_progress.
+    redis_server.flush()
+    calls: list[Event] = []
+    d = make_delivery("sync.failed", secret=SECRET)
+
+    async def main() -> list[str]:
+        client = redis.asyncio.Redis(
+            host="127.0.0.1",
+            port=redis_server.port,
+            socket_timeout=5,
+            retry=AsyncRetry(NoBackoff(), 0),
+        )
+        try:
+            store = AsyncRedisDedupStore(client, lease=60)
+            await store.release(await store.claim("warm-up"))
+            receiver = WebhookReceiver(SECRET, dedup=store, deadline=0.2)
+            receiver.on("sync.failed")(calls.append)
+            with redis_server.paused():
+                first = await receiver.handle_async(d.body, d.headers)
+            await client.aclose()  # the cancelled call's connection: a fresh one answers
+            await asyncio.sleep(0.1)  # Redis applies the claim it had queued
+            retry = await receiver.handle_async(d.body, d.headers)
+            return [first.reason, retry.reason]
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(main()) == ["dedup_unavailable", "handled"]
+    assert len(calls) == 1
+
+
 def test_a_journal_claim_the_database_applies_late_does_not_hold_the_retry(
     postgres_server: PostgresServer,
 ) -> None:
