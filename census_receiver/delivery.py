@@ -21,6 +21,7 @@ is adapted by ``StoreClaims`` / ``AsyncStoreClaims``; a journal implements
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from time import perf_counter
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from .claims import AsyncClaims, Claims
     from .dedup import Claim, KeyFunction
     from .events import Event
-    from .workers import Job, Workers
+    from .workers import Workers
 
 __all__ = ["Pipeline", "VerifiedDelivery"]
 
@@ -127,7 +128,7 @@ class VerifiedDelivery:
         #: How far it got, read when its deadline passes.
         self.stage = CLAIMING
         #: The worker-thread job of a claim made under a deadline, while it runs.
-        self.job: Job[Claim] | None = None
+        self.job: concurrent.futures.Future[Claim] | None = None
 
     def key(self) -> str:
         """The delivery's identity in the store or journal (by default: event and ids)."""

@@ -107,9 +107,8 @@ def claim(d: VerifiedDelivery) -> Claim | Exception | None:
         if p.deadline is None or not claims.blocking or claims.bounded:
             return step(d)  # type: ignore[no-any-return]
         job = d.job = p.workers.submit(step, d)
-        if not job.wait(p.deadline - (perf_counter() - d.started)):
-            return None
-        return job.future.result()
+        done, _ = concurrent.futures.wait((job,), p.deadline - (perf_counter() - d.started))
+        return job.result() if done else None
     except ConfigurationError:
         raise
     except Exception as exc:  # noqa: BLE001 - any store failure is "unavailable"
@@ -128,7 +127,7 @@ async def claim_async(d: VerifiedDelivery) -> Claim | Exception | None:
             got = step(d)
         else:
             d.job = p.workers.submit(step, d)
-            got = await asyncio.wrap_future(d.job.future)
+            got = await asyncio.wrap_future(d.job)
     except ConfigurationError:
         raise
     except Exception as exc:  # noqa: BLE001 - any store failure is "unavailable"
@@ -249,10 +248,7 @@ def past_deadline(d: VerifiedDelivery) -> Outcome:
         return d.finish(DEADLINE)
     job = d.job
     if job is not None:
-        # A claim that lands after we answered must not hold the delivery: release
-        # it as soon as it comes, so Census's retry runs the handlers.
-        job.future.add_done_callback(lambda future: _release_late_claim(d, future))
-        if not job.started:
+        if job.cancel():  # never started: every worker thread was taken
             logger.error(
                 "census receiver busy: all %d worker threads were taken for the %.1f s "
                 "deadline; answering 503 so Census retries %s later (raise max_threads)",
@@ -261,6 +257,9 @@ def past_deadline(d: VerifiedDelivery) -> Outcome:
                 printable(d.event.event),
             )
             return d.finish(BUSY)
+        # A claim that lands after we answered must not hold the delivery: release
+        # it as soon as it comes, so Census's retry runs the handlers.
+        job.add_done_callback(lambda future: _release_late_claim(d, future))
     logger.error(
         "census store did not answer within the %.1f s deadline; answering 503 "
         "so Census retries %s later",

@@ -7,9 +7,9 @@ No web framework. ``Workers`` owns two lazily started resources of a receiver:
 - a private event loop in a daemon thread, for async handlers under ``handle``
   (one loop for every call, so async clients a handler keeps stay usable).
 
-``submit`` hands back a ``Job`` that says whether a thread has picked the work
-up yet: at a deadline, a job still waiting for a thread means the pool is full
-(every thread busy), not that the store it was to call is silent.
+``submit`` hands back the pool's own future. At a deadline, one that ``cancel()``
+can still withdraw never got a thread: the pool is full (every thread busy),
+not the store it was to call silent; withdrawn, it is never run.
 """
 
 from __future__ import annotations
@@ -20,27 +20,11 @@ import contextvars
 import threading
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
-__all__ = ["Job", "Workers"]
+__all__ = ["Workers"]
 
 _T = TypeVar("_T")
-
-
-class Job(Generic[_T]):
-    """Work handed to the pool: its future, and whether a thread has started it."""
-
-    __slots__ = ("future", "started")
-
-    def __init__(self) -> None:
-        #: Set when a pool thread has picked the work up.
-        self.started = False
-        self.future: concurrent.futures.Future[_T] = concurrent.futures.Future()
-
-    def wait(self, timeout: float | None) -> bool:
-        """Wait up to ``timeout`` seconds; whether the work is done."""
-        done, _ = concurrent.futures.wait((self.future,), timeout=timeout)
-        return bool(done)
 
 
 class Workers:
@@ -67,31 +51,19 @@ class Workers:
                 executor = self._executor
         return executor
 
-    def submit(self, fn: Callable[..., _T], *args: Any) -> Job[_T]:
+    def submit(self, fn: Callable[..., _T], *args: Any) -> concurrent.futures.Future[_T]:
         """Run ``fn(*args)`` in the pool, with the caller's context variables.
 
         Returns:
-            The job: ``job.future`` gives the result, ``job.started`` says whether a
-            thread picked it up.
+            Its future. While every thread is taken it has not started, and
+            ``cancel()`` withdraws it (and says so): that is how a full pool is
+            told from a slow call.
         """
-        job: Job[_T] = Job()
-        context = contextvars.copy_context()
-
-        def work() -> None:
-            job.started = True
-            if not job.future.set_running_or_notify_cancel():
-                return
-            try:
-                job.future.set_result(context.run(fn, *args))
-            except BaseException as exc:  # noqa: BLE001 - handed to whoever waits
-                job.future.set_exception(exc)
-
-        self._pool().submit(work)
-        return job
+        return self._pool().submit(contextvars.copy_context().run, fn, *args)
 
     async def in_thread(self, fn: Callable[..., _T], *args: Any) -> _T:
         """Await ``fn(*args)`` run in the pool, with the caller's context variables."""
-        return await asyncio.wrap_future(self.submit(fn, *args).future)
+        return await asyncio.wrap_future(self.submit(fn, *args))
 
     def run_coroutine(self, awaitable: Awaitable[_T]) -> _T:
         """Run ``awaitable`` on the private event loop and wait for its result.

@@ -363,6 +363,49 @@ def test_a_full_pool_at_the_deadline_is_answered_busy_not_store_unavailable(
     receiver.close()
 
 
+class CountingHungStore(HungStore):
+    """A HungStore that notes each claim a thread started."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claims: list[str] = []
+
+    def claim(self, key: str) -> Claim:
+        self.claims.append(key)
+        return super().claim(key)
+
+
+def test_handle_withdraws_a_claim_that_never_got_a_thread() -> None:
+    # One worker thread, held by a claim the store does not answer: the next
+    # delivery's claim waits for a thread, is answered busy, and is never made.
+    store = CountingHungStore()
+    receiver = WebhookReceiver(SECRET, dedup=store, deadline=0.1, max_threads=1)
+    calls: list[Event] = []
+    receiver.on("*")(calls.append)
+    first = make_delivery("sync.failed", secret=SECRET)
+    second = make_delivery("sync.failed", secret=SECRET, sync_run_id=99)
+    answers: list[Outcome] = []
+    holder = threading.Thread(
+        target=lambda: answers.append(receiver.handle(first.body, first.headers))
+    )
+    holder.start()
+    deadline = time.monotonic() + 5
+    while not store.claims:  # the first claim now holds the only thread
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    busy = receiver.handle(second.body, second.headers)
+    assert (busy.status, busy.reason) == (503, "busy")
+    store.released.set()
+    holder.join(5)
+    assert [(a.status, a.reason) for a in answers] == [(503, "dedup_unavailable")]
+    # Census's retry: its claim queues behind any claim left in the pool, so by its
+    # answer a withdrawn claim would have been made. It was not: two claims in all.
+    assert receiver.handle(second.body, second.headers).reason == "handled"
+    assert len(store.claims) == 2
+    assert [e.sync_run_id for e in calls] == [99]
+    receiver.close()
+
+
 def test_triage_returns_a_delivery_that_runs_once_per_call() -> None:
     receiver = WebhookReceiver(SECRET)
     calls: list[Event] = []

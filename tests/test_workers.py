@@ -32,13 +32,13 @@ def test_submit_runs_in_a_pool_thread_with_the_callers_context(workers: Workers)
     token = request_id.set("delivery-42")
     try:
         job = workers.submit(work)
-        seen, thread = job.future.result(WAIT)
+        seen, thread = job.result(WAIT)
         assert request_id.get() == "delivery-42"  # the pool's change stays in its copy
     finally:
         request_id.reset(token)
     assert seen == "delivery-42"
     assert thread.startswith("census-receiver") and thread != threading.current_thread().name
-    assert job.started and job.wait(0)
+    assert job.done() and not job.cancel()  # started, so it can no longer be withdrawn
 
 
 def test_submit_hands_exceptions_to_whoever_waits(workers: Workers) -> None:
@@ -46,14 +46,14 @@ def test_submit_hands_exceptions_to_whoever_waits(workers: Workers) -> None:
         raise KeyError("lost")
 
     job = workers.submit(fail)
-    assert job.wait(WAIT)
     with pytest.raises(KeyError, match="lost"):
-        job.future.result()
+        job.result(WAIT)
 
 
 def test_a_job_is_not_started_while_every_thread_is_busy() -> None:
     workers = Workers(max_threads=1)
     running, gate = threading.Event(), threading.Event()
+    ran: list[str] = []
 
     def hold() -> None:
         running.set()
@@ -63,11 +63,13 @@ def test_a_job_is_not_started_while_every_thread_is_busy() -> None:
         busy = workers.submit(hold)
         assert running.wait(WAIT)
         waiting = workers.submit(lambda: "ran")
-        assert not waiting.wait(0.05)
-        assert busy.started and not waiting.started
+        withdrawn = workers.submit(ran.append, "withdrawn")
+        assert busy.running() and not waiting.running() and not waiting.done()
+        assert not busy.cancel()  # started: it runs to its end
+        assert withdrawn.cancel()  # not started: withdrawn, and it never runs
         gate.set()
-        assert waiting.wait(WAIT) and waiting.started
-        assert waiting.future.result() == "ran"
+        assert waiting.result(WAIT) == "ran"
+        assert busy.result(WAIT) is None and withdrawn.cancelled() and ran == []
     finally:
         gate.set()
         workers.close()
@@ -131,12 +133,12 @@ def test_close_stops_the_threads_and_they_start_again_on_use() -> None:
     async def loop_thread() -> threading.Thread:
         return threading.current_thread()
 
-    pool = workers.submit(threading.current_thread).future.result(WAIT)
+    pool = workers.submit(threading.current_thread).result(WAIT)
     loop = workers.run_coroutine(loop_thread())
     workers.close()
     assert not pool.is_alive() and not loop.is_alive()
     # Used again after close: both start afresh.
-    assert workers.submit(lambda: "again").future.result(WAIT) == "again"
+    assert workers.submit(lambda: "again").result(WAIT) == "again"
     again = workers.run_coroutine(loop_thread())
     assert again is not loop and again.name == "census-receiver-loop"
     workers.close()
