@@ -25,6 +25,7 @@ from .answers import Outcome
 from .bodies import BoundedBody
 from .events import Event
 from .receiver import WebhookReceiver, check_receiver
+from .starlette import client_address
 
 __all__ = ["census_event"]
 
@@ -50,7 +51,10 @@ def census_event(receiver: WebhookReceiver) -> Callable[[Request], Awaitable[Eve
     check_receiver(receiver)
 
     async def verified_census_event(request: Request) -> Event:
-        outcome = receiver.check_request(request.method, request.headers.get("content-length"))
+        # The client's address, for the journal's log of refused requests.
+        remote = client_address(request.scope) if receiver.journal is not None else None
+        length = request.headers.get("content-length")
+        outcome = receiver.check_request(request.method, length, remote=remote)
         if outcome is None:
             try:
                 body = await _read_body(request, receiver.max_body_size)
@@ -58,7 +62,7 @@ def census_event(receiver: WebhookReceiver) -> Callable[[Request], Awaitable[Eve
                 raise HTTPException(400, "the client disconnected") from None
             # The no-op endpoint makes the route part of handling: a duplicate is
             # refused even when no handler matches.
-            triaged = receiver.triage(body, request.headers, endpoint=_route)
+            triaged = receiver.triage(body, request.headers, endpoint=_route, remote=remote)
             outcome = triaged if isinstance(triaged, Outcome) else await triaged.run_async()
         if outcome.reason == "handled" and outcome.event is not None:
             return outcome.event

@@ -17,17 +17,21 @@ from __future__ import annotations
 import base64
 import io
 import json
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from werkzeug.test import Client, EnvironBuilder, run_wsgi_app
 
 from census_receiver import Event, NonRetryableError, WebhookReceiver
 from census_receiver.dedup import Claim, InMemoryDedupStore
+from census_receiver.journal import SQLiteJournal
 from census_receiver.testing import make_body, make_delivery, sign
 from tests.conftest import SECRET
 from tests.support import WAIT as WAIT  # the integration tests take it from here
@@ -299,14 +303,18 @@ def asgi_poster(app: Any) -> Post:
     return post
 
 
-def environ_for(req: Req) -> WSGIEnvironment:
-    builder = EnvironBuilder(
+def builder_for(req: Req) -> EnvironBuilder:
+    return EnvironBuilder(
         path=req.path,
         method=req.method,
         input_stream=io.BytesIO(req.body) if req.body or req.chunked else None,
         headers=list(req.headers),
+        environ_base={"REMOTE_ADDR": "127.0.0.1"},  # as every WSGI server sets it
     )
-    environ = builder.get_environ()
+
+
+def environ_for(req: Req) -> WSGIEnvironment:
+    environ = builder_for(req).get_environ()
     if req.chunked:  # as a server does for a chunked request: no length, stream ends itself
         del environ["CONTENT_LENGTH"]
         environ["wsgi.input_terminated"] = True
@@ -326,7 +334,7 @@ def wsgi_poster(app: Any) -> Post:
             body = b"".join(app_iter)
             pairs = {k.lower(): v for k, v in headers.items()}
             return Answer(int(status.split()[0]), pairs, body)
-        response = client.open(environ_for(req))
+        response = client.open(builder_for(req))
         pairs = {k.lower(): v for k, v in response.headers.items()}
         return Answer(response.status_code, pairs, response.get_data())
 
@@ -570,6 +578,24 @@ def check_workspace_not_allowed(post: Post, probe: Probe) -> None:
     assert probe.receiver.stats.count(reason="workspace_not_allowed") == 1
 
 
+def check_refusals_journaled(post: Post, probe: Probe) -> None:
+    """With a journal, a refused request is noted in its rejection log, client address too."""
+    journal = probe.receiver.journal
+    assert isinstance(journal, SQLiteJournal)
+    try:
+        assert post(signed(make_body("sync.failed"), secret="another")).status == 401
+        (rejection,) = journal.rejections()
+        assert (rejection.status, rejection.reason) == (401, "invalid_signature")
+        assert isinstance(rejection.remote, str) and rejection.remote  # each client's own
+    finally:
+        journal.close()
+        shutil.rmtree(Path(journal.path).parent)
+
+
+def _journal_in_a_temporary_folder() -> dict[str, Any]:
+    return {"journal": SQLiteJournal(Path(tempfile.mkdtemp(prefix="census-contract-")) / "j.db")}
+
+
 Row = tuple[str, Callable[[], dict[str, Any]], Callable[[Post, Probe], None]]
 
 #: (row, receiver options, check) for the dedup rows of the contract.
@@ -584,4 +610,5 @@ DEDUP_ROWS: tuple[Row, ...] = (
 ROWS: tuple[Row, ...] = (
     *DEDUP_ROWS,
     ("workspace-not-allowed", lambda: {"allowed_workspaces": {3167}}, check_workspace_not_allowed),
+    ("refusals-journaled", _journal_in_a_temporary_folder, check_refusals_journaled),
 )
