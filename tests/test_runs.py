@@ -36,7 +36,7 @@ SUCCESS = [
 
 
 def deliver(receiver: WebhookReceiver, name: str, **fields: Any) -> str:
-    d = make_delivery(name, secret=SECRET, sync_run_id=RUN, **fields)
+    d = make_delivery(name, secret=SECRET, **{"sync_run_id": RUN, **fields})
     return receiver.handle(d.body, d.headers).reason
 
 
@@ -157,6 +157,25 @@ def test_a_failed_run_with_an_alert_and_a_missing_event(journal: Journal, clock:
     )
     assert [r.sync_run_id for r in journal.runs(status="failed")] == [RUN]
     assert journal.runs(status="succeeded") == []
+
+
+def test_pruning_keeps_a_recent_alert_whose_run_has_no_lifecycle_event_yet(
+    journal: Journal, clock: Clock
+) -> None:
+    receiver = WebhookReceiver(SECRET, journal=journal)
+    deliver(receiver, "sync.alert.raised", alert_instance_id=1, message="first")
+    journal.prune()  # the alert is minutes old, its run not yet seen
+    clock.now += 60
+    deliver(receiver, "sync.triggered")
+    run = journal.run(RUN)
+    assert run is not None and [a.message for a in run.alerts] == ["first"]
+    # An alert whose run never came is removed once past the retention.
+    deliver(receiver, "sync.alert.raised", sync_run_id=RUN + 1, alert_instance_id=2)
+    clock.now += 31 * 86400
+    journal.prune()
+    deliver(receiver, "sync.triggered", sync_run_id=RUN + 1)
+    later = journal.run(RUN + 1)
+    assert later is not None and later.alerts == ()
 
 
 def test_on_run_finished_failing_is_retried_with_the_delivery_then_called_once(

@@ -136,6 +136,6 @@ class DeliveryLog(JournalHost):
             removed = cur.execute(sql.PRUNE_DELIVERIES, (cutoff,)).rowcount
             cur.execute(sql.PRUNE_ATTEMPTS, ())
             cur.execute(sql.PRUNE_RUNS, (cutoff,))
-            cur.execute(sql.PRUNE_RUN_ALERTS, ())
+            cur.execute(sql.PRUNE_RUN_ALERTS, (cutoff,))
             cur.execute(sql.PRUNE_REJECTIONS, (cutoff, REJECTIONS_KEPT))
         return int(removed)

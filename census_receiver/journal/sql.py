@@ -262,8 +262,10 @@ CLAIM_OVERDUE = (
 )
 UNCLAIM_OVERDUE = "UPDATE census_runs SET overdue_notified = NULL WHERE sync_run_id = ?"
 PRUNE_RUNS = "DELETE FROM census_runs WHERE updated_at < ? AND status IN ('succeeded', 'failed')"
+# An alert may come before its run's first lifecycle event: only old ones without a run go.
 PRUNE_RUN_ALERTS = (
-    "DELETE FROM census_run_alerts WHERE sync_run_id NOT IN (SELECT sync_run_id FROM census_runs)"
+    "DELETE FROM census_run_alerts WHERE at < ? "
+    "AND sync_run_id NOT IN (SELECT sync_run_id FROM census_runs)"
 )
 RENEW_LEASE = "UPDATE census_deliveries SET lease_until = ? WHERE id = ? AND lease_token = ?"
 # A claim whose answer never came, applied after all: freed for the next attempt.
