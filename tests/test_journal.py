@@ -21,6 +21,7 @@ import pytest
 from census_receiver import ConfigurationError, Event, NonRetryableError, WebhookReceiver
 from census_receiver.dedup import InMemoryDedupStore
 from census_receiver.journal import Journal, SQLiteJournal
+from census_receiver.journal.host import Notes
 from census_receiver.testing import make_delivery, sign
 
 from .conftest import SECRET
@@ -201,6 +202,43 @@ def test_a_locked_database_answers_503_and_loses_nothing_committed(tmp_path: Pat
     assert receiver.handle(second.body, second.headers).reason == "handled"
     assert [r.status for r in journal.deliveries()] == ["handled", "handled"]
     journal.close()
+
+
+def test_refusals_noted_before_a_failed_transaction_are_written_by_the_next(
+    tmp_path: Path,
+) -> None:
+    journal = SQLiteJournal(tmp_path / "journal.db", timeout=0.1)
+    receiver, _ = receiver_on(journal)
+    forged = make_delivery("sync.failed", secret=SECRET, bad_signature=True)
+    assert receiver.handle(forged.body, forged.headers).status == 401  # noted in memory
+    d = make_delivery("sync.completed", secret=SECRET)
+    other = sqlite3.connect(tmp_path / "journal.db", isolation_level=None)
+    # The database refuses the delivery's row: the transaction fails after it began
+    # (and after the notes were written in it), and rolls back.
+    other.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON census_deliveries "
+        "BEGIN SELECT RAISE(ABORT, 'disk full, say'); END"
+    )
+    try:
+        assert receiver.handle(d.body, d.headers).status == 503
+    finally:
+        other.execute("DROP TRIGGER refuse")
+        other.close()
+    assert [(r.status, r.reason) for r in journal.rejections()] == [(401, "invalid_signature")]
+    journal.close()
+
+
+def test_notes_are_handed_over_once_and_put_back_ahead_of_newer_ones() -> None:
+    notes = Notes[int](limit=3)
+    assert not notes and notes.take() == []
+    for n in (1, 2):
+        notes.add(n)
+    taken = notes.take()
+    assert taken == [1, 2] and not notes
+    notes.add(3)
+    notes.add(4)
+    notes.put_back(taken)  # the transaction failed: 1 and 2 are older than 3 and 4
+    assert notes.take() == [2, 3, 4]  # past the limit, the oldest went
 
 
 # -- replay -------------------------------------------------------------------------------

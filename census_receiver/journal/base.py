@@ -23,11 +23,9 @@ acknowledge-on-capture mode, or failed and due for another try) the same way.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
 import secrets
-import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -37,7 +35,7 @@ from ..answers import JOURNAL_UNAVAILABLE, Answer, Outcome
 from ..dedup import Claim, ClaimState
 from ..errors import ConfigurationError, DedupUnavailable, shown_value
 from . import sql
-from .host import Cursor
+from .host import Cursor, Notes
 from .reading import REJECTIONS_KEPT, DeliveryLog
 from .records import (
     DONE_STATUSES,
@@ -146,12 +144,9 @@ class Journal(RunLog, DeliveryLog, WorkQueue):
         self.max_tries = max_tries
         self.backoff = backoff
         self.clock = clock
-        self._rejections: collections.deque[tuple[float, int, str, str | None, int]] = (
-            collections.deque(maxlen=REJECTIONS_KEPT)
-        )
-        self._rejections_lock = threading.Lock()
-        self._unanswered: list[tuple[str, str]] = []
-        self._unanswered_lock = threading.Lock()
+        self._rejections = Notes[tuple[float, int, str, str | None, int]](REJECTIONS_KEPT)
+        #: (key, token) of claims whose answer never came: freed by the next claim.
+        self._unanswered = Notes[tuple[str, str]](UNANSWERED_KEPT)
 
     # -- the backend's part -------------------------------------------------------------
 
@@ -171,18 +166,27 @@ class Journal(RunLog, DeliveryLog, WorkQueue):
         """One transaction: a cursor whose ``execute(sql, params)`` takes ``?`` placeholders.
 
         Args:
-            write: whether it writes (a read-only one takes no write lock).
+            write: whether it writes (a read-only one takes no write lock). A
+                write transaction first writes the rejection notes kept in
+                memory; if it fails, they are kept for the next one.
 
         Raises:
             JournalUnavailable: when the database is unreachable, locked or full.
         """
+        notes = self._rejections.take() if write else []
         try:
             with self._connect(write=write) as cursor:
-                yield Cursor(cursor, self._sql)
-        except self.errors as exc:
-            raise JournalUnavailable(
-                f"the journal's database failed ({type(exc).__name__}: {_first_line(exc)})"
-            ) from None
+                cur = Cursor(cursor, self._sql)
+                for note in notes:
+                    cur.execute(sql.INSERT_REJECTION, note)
+                yield cur
+        except BaseException as exc:
+            self._rejections.put_back(notes)  # not written: rolled back
+            if isinstance(exc, self.errors):
+                raise JournalUnavailable(
+                    f"the journal's database failed ({type(exc).__name__}: {_first_line(exc)})"
+                ) from None
+            raise
 
     def create_tables(self) -> None:
         """Create the journal's tables and indexes if they do not exist yet."""
@@ -211,43 +215,52 @@ class Journal(RunLog, DeliveryLog, WorkQueue):
         except JournalUnavailable:
             # A database that went on to commit after the client gave up would hold
             # the delivery under this token: forget it at the next claim.
-            with self._unanswered_lock:
-                if len(self._unanswered) < UNANSWERED_KEPT:
-                    self._unanswered.append((key, token))
+            self._unanswered.add((key, token))
             raise
 
     def _claim(self, delivery: VerifiedDelivery, key: str, token: str, now: float) -> JournalClaim:
-        with self.transaction() as cur:
-            self._flush_rejections(cur)
-            self._release_unanswered(cur)
-            row = cur.execute(
-                sql.INSERT_RUNNING,
-                (*_identity(delivery, key), "running", 1, 1, now, now, token, now + self.lease),
-            ).fetchone()
-            if row is not None:
-                self.note_run(cur, delivery.event, now)
-                run = self._finishing(cur, delivery, token)
-                return JournalClaim(key, ClaimState.CLAIMED, token, int(row[0]), run=run)
-            row = cur.execute(
-                sql.RECLAIM, (now, now, now, now, token, now, now + self.lease, key)
-            ).fetchone()
-            delivery_id, status, holder = int(row[0]), str(row[1]), row[2]
-            if holder == token:
-                run = self._finishing(cur, delivery, token)
-                return JournalClaim(key, ClaimState.CLAIMED, token, delivery_id, run=run)
-            done = status in DONE_STATUSES or status == "pending"
-            state = ClaimState.DONE if done else ClaimState.IN_PROGRESS
-            cur.execute(
-                sql.INSERT_ATTEMPT,
-                (
-                    delivery_id,
-                    now,
-                    "census",
-                    200 if done else 409,
-                    "duplicate" if done else "in_progress",
-                ),
-            )
-            return JournalClaim(key, state, "", delivery_id)
+        unanswered = self._unanswered.take()
+        try:
+            with self.transaction() as cur:
+                for held, held_token in unanswered:  # freed if applied after all
+                    cur.execute(sql.RELEASE_UNANSWERED, (now, held, held_token))
+                return self._claim_in(cur, delivery, key, token, now)
+        except BaseException:
+            self._unanswered.put_back(unanswered)  # not freed: rolled back
+            raise
+
+    def _claim_in(
+        self, cur: Cursor, delivery: VerifiedDelivery, key: str, token: str, now: float
+    ) -> JournalClaim:
+        """Claim ``delivery`` in the open transaction: a new row, or a retry's claim."""
+        row = cur.execute(
+            sql.INSERT_RUNNING,
+            (*_identity(delivery, key), "running", 1, 1, now, now, token, now + self.lease),
+        ).fetchone()
+        if row is not None:
+            self.note_run(cur, delivery.event, now)
+            run = self._finishing(cur, delivery, token)
+            return JournalClaim(key, ClaimState.CLAIMED, token, int(row[0]), run=run)
+        row = cur.execute(
+            sql.RECLAIM, (now, now, now, now, token, now, now + self.lease, key)
+        ).fetchone()
+        delivery_id, status, holder = int(row[0]), str(row[1]), row[2]
+        if holder == token:
+            run = self._finishing(cur, delivery, token)
+            return JournalClaim(key, ClaimState.CLAIMED, token, delivery_id, run=run)
+        done = status in DONE_STATUSES or status == "pending"
+        state = ClaimState.DONE if done else ClaimState.IN_PROGRESS
+        cur.execute(
+            sql.INSERT_ATTEMPT,
+            (
+                delivery_id,
+                now,
+                "census",
+                200 if done else 409,
+                "duplicate" if done else "in_progress",
+            ),
+        )
+        return JournalClaim(key, state, "", delivery_id)
 
     def _finishing(self, cur: Cursor, delivery: VerifiedDelivery, token: str) -> RunRecord | None:
         """The finished run a lifecycle delivery is to close (taking its finish lease).
@@ -374,8 +387,8 @@ class Journal(RunLog, DeliveryLog, WorkQueue):
             JournalUnavailable: when the database fails.
         """
         if self._rejections:
-            with self.transaction() as cur:
-                self._flush_rejections(cur)
+            with self.transaction():  # a write transaction writes the notes first
+                pass
 
     # -- the rejection log -------------------------------------------------------------
 
@@ -386,17 +399,7 @@ class Journal(RunLog, DeliveryLog, WorkQueue):
         transaction (or by ``rejections()``), so refusing a forged request costs
         no database write of its own. Its body is never kept.
         """
-        with self._rejections_lock:
-            self._rejections.append((self.clock(), status, reason, remote, size))
-
-    def _release_unanswered(self, cur: Cursor) -> None:
-        """Free the claims this journal made whose answer never came (see ``claim``)."""
-        if not self._unanswered:
-            return
-        with self._unanswered_lock:
-            pending, self._unanswered = self._unanswered, []
-        for key, token in pending:
-            cur.execute(sql.RELEASE_UNANSWERED, (self.clock(), key, token))
+        self._rejections.add((self.clock(), status, reason, remote, size))
 
     @contextlib.contextmanager
     def _recording(self, delivery: VerifiedDelivery) -> Iterator[tuple[Cursor, float, str]]:
@@ -404,17 +407,7 @@ class Journal(RunLog, DeliveryLog, WorkQueue):
         now = self.clock()
         key = delivery.key()
         with self.transaction() as cur:
-            self._flush_rejections(cur)
             yield cur, now, key
-
-    def _flush_rejections(self, cur: Cursor) -> None:
-        if not self._rejections:
-            return
-        with self._rejections_lock:
-            notes = list(self._rejections)
-            self._rejections.clear()
-        for note in notes:
-            cur.execute(sql.INSERT_REJECTION, note)
 
 
 def _identity(delivery: VerifiedDelivery, key: str) -> tuple[object, ...]:

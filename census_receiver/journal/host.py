@@ -7,30 +7,34 @@ supplies it.
 
 from __future__ import annotations
 
+import collections
+import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
-__all__ = ["Cursor", "JournalHost"]
+__all__ = ["Cursor", "JournalHost", "Notes"]
+
+_T = TypeVar("_T")
 
 
 class JournalHost:
     """The clock and transactions a journal part reads and writes with.
 
-    ``_flush_rejections(cur)`` writes the rejection notes kept in memory, in a
-    write transaction that is open anyway.
+    A write transaction first writes the rejection notes kept in memory
+    (``_rejections``); if it fails, they are kept for the next one.
     """
 
     #: Seconds since the epoch, now (the tests give a controllable one).
     clock: Callable[[], float]
+    #: Refusals noted in memory, written by the next write transaction.
+    _rejections: Notes[tuple[float, int, str, str | None, int]]
 
     if TYPE_CHECKING:
 
         def transaction(self, *, write: bool = True) -> AbstractContextManager[Any]: ...
-
-        def _flush_rejections(self, cur: Any) -> None: ...
 
 
 class Cursor:
@@ -53,3 +57,42 @@ class Cursor:
     @property
     def rowcount(self) -> int:
         return int(self._cursor.rowcount)
+
+
+class Notes(Generic[_T]):
+    """Notes kept in memory until a transaction writes them: the newest ``limit``.
+
+    ``take`` hands them all over; a transaction that then fails ``put_back``s
+    them, ahead of any noted meanwhile. Thread-safe.
+    """
+
+    __slots__ = ("_items", "_lock")
+
+    def __init__(self, limit: int) -> None:
+        self._items: collections.deque[_T] = collections.deque(maxlen=limit)
+        self._lock = threading.Lock()
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    def add(self, note: _T) -> None:
+        """Keep ``note`` (the oldest is dropped past the limit)."""
+        with self._lock:
+            self._items.append(note)
+
+    def take(self) -> list[_T]:
+        """Every note kept, oldest first, none kept any longer."""
+        if not self._items:  # the usual case, without the lock
+            return []
+        with self._lock:
+            taken = list(self._items)
+            self._items.clear()
+        return taken
+
+    def put_back(self, notes: list[_T]) -> None:
+        """Keep ``notes`` again, as older than those noted since they were taken."""
+        if notes:
+            with self._lock:
+                kept = [*notes, *self._items]
+                self._items.clear()
+                self._items.extend(kept)  # past the limit, the oldest go

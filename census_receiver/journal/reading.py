@@ -8,7 +8,6 @@ timezone-aware.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 from . import sql
 from .host import JournalHost
@@ -24,7 +23,6 @@ class DeliveryLog(JournalHost):
     """Reading and pruning, for ``Journal`` (which provides what is declared here)."""
 
     retention: float
-    _rejections: Any
 
     def rejections(self, limit: int = 100) -> list[Rejection]:
         """Recent refusals of unverified requests, newest first.
@@ -33,7 +31,6 @@ class DeliveryLog(JournalHost):
             JournalUnavailable: when the database fails.
         """
         with self.transaction(write=bool(self._rejections)) as cur:
-            self._flush_rejections(cur)
             rows = cur.execute(sql.SELECT_REJECTIONS, (limit,)).fetchall()
         return [
             Rejection(from_timestamp(at), int(status), reason, remote, int(size))  # type: ignore[arg-type]
@@ -132,7 +129,6 @@ class DeliveryLog(JournalHost):
         """
         cutoff = self.clock() - (self.retention if older_than is None else older_than)
         with self.transaction() as cur:
-            self._flush_rejections(cur)
             removed = cur.execute(sql.PRUNE_DELIVERIES, (cutoff,)).rowcount
             cur.execute(sql.PRUNE_ATTEMPTS, ())
             cur.execute(sql.PRUNE_RUNS, (cutoff,))

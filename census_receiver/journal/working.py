@@ -68,7 +68,6 @@ class WorkQueue(JournalHost):
         now = self.clock()
         token = secrets.token_hex(16)
         with self.transaction() as cur:
-            self._flush_rejections(cur)
             rows = cur.execute(
                 sql.TAKE_DUE.replace("{lock}", self.take_due_lock),
                 (token, now + self.lease, now, now, now, limit, now, now),
