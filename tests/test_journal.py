@@ -10,7 +10,9 @@ moves, never a sleep.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import threading
 import time
 from datetime import UTC
 from pathlib import Path
@@ -22,6 +24,7 @@ from census_receiver import ConfigurationError, Event, NonRetryableError, Webhoo
 from census_receiver.dedup import InMemoryDedupStore
 from census_receiver.journal import Journal, SQLiteJournal
 from census_receiver.journal.host import Notes
+from census_receiver.journal.sqlite import IDLE_READERS
 from census_receiver.testing import make_delivery, sign
 
 from .conftest import SECRET
@@ -226,6 +229,31 @@ def test_refusals_noted_before_a_failed_transaction_are_written_by_the_next(
         other.close()
     assert [(r.status, r.reason) for r in journal.rejections()] == [(401, "invalid_signature")]
     journal.close()
+
+
+def _open_files(path: Path) -> int:
+    """How many of this process's file descriptors are open on ``path``."""
+    fds = Path("/proc/self/fd")
+    return sum(1 for fd in fds.iterdir() if os.path.realpath(fd) == str(path.resolve()))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to count open files")
+def test_reads_from_many_short_lived_threads_leave_few_connections_open(tmp_path: Path) -> None:
+    # A thread per request (threaded WSGI servers, Prometheus scrapes) must not
+    # leave a connection open per thread.
+    journal = SQLiteJournal(tmp_path / "journal.db")
+    receiver, _ = receiver_on(journal)
+    d = make_delivery("sync.failed", secret=SECRET)
+    receiver.handle(d.body, d.headers)  # the writer's connection, open from now on
+    baseline = _open_files(tmp_path / "journal.db")
+    for _ in range(50):
+        reader = threading.Thread(target=journal.deliveries)
+        reader.start()
+        reader.join(5)
+    assert [r.status for r in journal.deliveries()] == ["handled"]
+    assert _open_files(tmp_path / "journal.db") <= baseline + IDLE_READERS
+    journal.close()
+    assert _open_files(tmp_path / "journal.db") == 0
 
 
 def test_notes_are_handed_over_once_and_put_back_ahead_of_newer_ones() -> None:

@@ -29,7 +29,10 @@ from typing import Any, ClassVar
 from ..errors import ConfigurationError
 from .base import Journal, JournalUnavailable
 
-__all__ = ["SQLiteJournal"]
+__all__ = ["IDLE_READERS", "SQLiteJournal"]
+
+#: Read connections kept open between reads; more are opened under load, then closed.
+IDLE_READERS = 4
 
 _SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL", "off": "OFF"}
 
@@ -93,13 +96,15 @@ class SQLiteJournal(Journal):
         self.path = Path(path)
         self.timeout = timeout
         self.synchronous = synchronous
-        self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
+        #: Read connections not in use, lent to the next read (at most IDLE_READERS).
+        self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._writer: sqlite3.Connection | None = None
         try:
-            self._connection().execute("PRAGMA journal_mode = WAL")
+            with self._reader() as connection:
+                connection.execute("PRAGMA journal_mode = WAL")
             self.create_tables()
         except (sqlite3.Error, OSError) as exc:
             raise ConfigurationError(f"cannot open the journal at {self.path}: {exc}") from None
@@ -118,18 +123,34 @@ class SQLiteJournal(Journal):
             self._connections.append(connection)
         return connection
 
-    def _connection(self) -> sqlite3.Connection:
-        """This thread's connection, for reads."""
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        """A read connection, lent for one transaction: an idle one, or a new one.
+
+        Lent rather than kept per thread: servers that start a thread per request
+        (and a Prometheus scrape) would otherwise leave a connection open each.
+        """
+        with self._lock:
+            connection = self._idle.pop() if self._idle else None
         if connection is None:
-            connection = self._local.connection = self._open()
-        return connection
+            connection = self._open()
+        try:
+            yield connection
+        finally:
+            with self._lock:
+                keep = len(self._idle) < IDLE_READERS and connection in self._connections
+                if keep:
+                    self._idle.append(connection)
+                elif connection in self._connections:
+                    self._connections.remove(connection)
+            if not keep:
+                connection.close()
 
     @contextlib.contextmanager
     def _connect(self, *, write: bool = True) -> Iterator[sqlite3.Cursor]:
         if not write:
             # Reads take no lock: in WAL mode they see the last commit and never wait.
-            with self._transaction(self._connection(), "BEGIN") as cursor:
+            with self._reader() as connection, self._transaction(connection, "BEGIN") as cursor:
                 yield cursor
             return
         if not self._write_lock.acquire(timeout=self.timeout):
@@ -164,8 +185,7 @@ class SQLiteJournal(Journal):
         with contextlib.suppress(JournalUnavailable):
             self.flush()  # the rejection notes not written yet
         with self._lock:
-            connections, self._connections = self._connections, []
+            connections, self._connections, self._idle = self._connections, [], []
         for connection in connections:
             connection.close()
-        self._local = threading.local()
         self._writer = None
