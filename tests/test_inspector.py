@@ -10,6 +10,7 @@ arithmetic. The browser tests are in ``integration/test_inspector_browser.py``.
 from __future__ import annotations
 
 import asyncio
+import html
 import io
 import json
 import re
@@ -841,7 +842,7 @@ def test_live_stream_updates_a_row_when_its_status_settles(
     capturing.on("sync.failed")(flaky)
     try:
         deliver(capturing, "sync.failed")
-        stream = live_stream(journal, "after=1")
+        stream = live_stream(journal, "after=1&pending=1")  # as the page gives it
         assert stream.poll() == b""  # shown as pending already
         flaky.fixed = True
         assert capturing.run_pending() == 1
@@ -850,6 +851,32 @@ def test_live_stream_updates_a_row_when_its_status_settles(
         assert stream.poll() == b""
     finally:
         capturing.close()
+
+
+def test_a_row_that_settles_before_the_stream_connects_is_sent_on_its_first_poll(
+    client: Client, journal: SQLiteJournal, flaky: Flaky
+) -> None:
+    capturing = WebhookReceiver(SECRET, journal=journal, acknowledge="on_capture")
+    capturing.on("sync.failed")(flaky)
+    try:
+        deliver(capturing, "sync.failed")
+        deliver(capturing, "sync.triggered", sync_run_id=2)
+        page = client("/", headers=BEARER).text
+        live = html.unescape(page.split('data-live="', 1)[1].split('"', 1)[0])
+        assert live == "/live?after=2&pending=2%2C1"  # both rows, as they were shown
+        flaky.fixed = True
+        assert capturing.run_pending() == 2  # both settle before the browser connects
+        stream = live_stream(journal, live.split("?", 1)[1])
+        sent = stream.poll().decode()
+        assert 'id="d-1"' in sent and 'id="d-2"' in sent and "badge pending" not in sent
+        assert stream.poll() == b""
+    finally:
+        capturing.close()
+
+
+@pytest.mark.parametrize("query", ["after=0&pending=x", "after=0&running=1,,2"])
+def test_live_stream_refuses_malformed_unsettled_ids(client: Client, query: str) -> None:
+    assert client(f"/live?{query}", headers=BEARER).status == 400
 
 
 def test_live_stream_sends_a_heartbeat_when_quiet_and_ends_on_close(

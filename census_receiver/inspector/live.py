@@ -18,7 +18,7 @@ from .messages import (
     list_filters,
     parse_id,
 )
-from .views import PAGE
+from .views import PAGE, UNSETTLED
 
 if TYPE_CHECKING:
     from ..journal import DeliveryRecord
@@ -27,21 +27,20 @@ if TYPE_CHECKING:
 
 __all__ = ["LiveStream", "live"]
 
-_UNSETTLED = frozenset({"pending", "running"})
-
 
 def live(core: InspectorCore, request: InspectorRequest) -> InspectorResponse:
     """The live list's stream, from ``?after=`` (or the browser's ``Last-Event-ID``) on."""
     try:
         filters = list_filters(request)
         after = int_param(request, "after") or 0
+        unsettled = {i: status for status in UNSETTLED for i in _ids(request, status)}
         last_event = request.headers.get("last-event-id", "")
     except ValueError as exc:
         return core.error(request, 400, str(exc))
     resumed = parse_id(last_event)
     if resumed is not None:
         after = max(after, resumed)
-    stream = LiveStream(core, request.root, filters, after)
+    stream = LiveStream(core, request.root, filters, after, unsettled)
     headers = [
         ("content-type", "text/event-stream; charset=utf-8"),
         NO_STORE,
@@ -49,6 +48,19 @@ def live(core: InspectorCore, request: InspectorRequest) -> InspectorResponse:
         *SECURITY_HEADERS,
     ]
     return InspectorResponse(200, headers, stream=stream)
+
+
+def _ids(request: InspectorRequest, name: str) -> list[int]:
+    """Query parameter ``name`` as comma-separated ids (at most a page of them).
+
+    Raises:
+        ValueError: for anything else.
+    """
+    value = request.param(name) or ""
+    ids = [parse_id(part) for part in value.split(",")] if value else []
+    if len(ids) > PAGE or None in ids:
+        raise ValueError(f"{name} must list at most {PAGE} ids, comma-separated")
+    return [i for i in ids if i is not None]
 
 
 class LiveStream:
@@ -66,6 +78,7 @@ class LiveStream:
         root: the mount point, for the rows' links.
         filters: the list's filters (``journal.deliveries`` keywords).
         after: the newest id the page already shows.
+        unsettled: the page's rows still pending or running, with that status.
     """
 
     #: Seconds a stream lasts; the browser then reconnects (with Last-Event-ID).
@@ -75,13 +88,21 @@ class LiveStream:
     #: Rows read per poll at most; a larger burst shows its newest rows.
     batch = 200
 
-    def __init__(self, core: InspectorCore, root: str, filters: dict[str, Any], after: int) -> None:
+    def __init__(
+        self,
+        core: InspectorCore,
+        root: str,
+        filters: dict[str, Any],
+        after: int,
+        unsettled: dict[int, str] | None = None,
+    ) -> None:
         self.core = core
         self.root = root
         self.filters = filters
         self.last = after
         self.interval = core.live_interval
-        self._unsettled: dict[int, str] | None = None
+        # As the page showed them: a row that settled since is sent on the first poll.
+        self._unsettled = {i: s for i, s in (unsettled or {}).items() if i <= after}
         self._ends = time.monotonic() + self.lifetime
         self._quiet_since = time.monotonic()
 
@@ -106,22 +127,17 @@ class LiveStream:
         """
         journal = self.core.journal
         try:
-            if self._unsettled is None:  # first poll: which rows on the page may still change
-                page = journal.deliveries(**self.filters, limit=PAGE)
-                self._unsettled = {
-                    r.id: r.status for r in page if r.id <= self.last and r.status in _UNSETTLED
-                }
             low = min([self.last, *(i - 1 for i in self._unsettled)])
             rows = journal.deliveries(**self.filters, after=low, limit=self.batch)
         except JournalUnavailable:
             rows = []
-        unsettled = self._unsettled or {}
+        unsettled = self._unsettled
         out = []
         for record in reversed(rows):  # oldest first: each is put on top of the last
             changed = unsettled.get(record.id)
             if record.id > self.last or (changed is not None and changed != record.status):
                 out.append(record)
-            if record.status in _UNSETTLED:
+            if record.status in UNSETTLED:
                 unsettled[record.id] = record.status
             else:
                 unsettled.pop(record.id, None)
@@ -147,7 +163,7 @@ class LiveStream:
             for r in records
         ]
         try:
-            counts = self.core.counts(fresh=True)
+            counts = self.core.counts()  # the shared cache: each tab polls twice a second
         except JournalUnavailable:
             pass
         else:

@@ -23,6 +23,7 @@ __all__ = [
     "PAGE",
     "RUNS_PER_SYNC",
     "SYNCS_SHOWN",
+    "UNSETTLED",
     "deliveries",
     "delivery",
     "rejections",
@@ -30,6 +31,9 @@ __all__ = [
     "runs",
 ]
 
+#: The statuses a row may still leave: the list's live URL names its rows in them
+#: (``?pending=1,2&running=3``), for the stream to send each as it changes.
+UNSETTLED = ("pending", "running")
 #: Deliveries per page of the list.
 PAGE = 50
 #: The runs page shows this many syncs (the most recently active), and this many runs of each.
@@ -56,7 +60,12 @@ def deliveries(core: InspectorCore, request: InspectorRequest) -> InspectorRespo
     live = None
     if before is None:
         after = rows[0].id if rows else 0
-        live = page_url(request.root, "/live", {**filter_params(filters), "after": after})
+        unsettled = {
+            status: ",".join(str(r.id) for r in rows if r.status == status) for status in UNSETTLED
+        }
+        params = {**filter_params(filters), "after": after}
+        params.update((status, ids) for status, ids in unsettled.items() if ids)
+        live = page_url(request.root, "/live", params)
     return core.page(
         request,
         "deliveries.html",
