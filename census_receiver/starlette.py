@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ._types import ASGIApp, Receive, Scope, Send
     from .receiver import WebhookReceiver
 
-__all__ = ["CensusWebhookMiddleware", "client_address"]
+__all__ = ["CensusWebhookMiddleware", "client_address", "route_path"]
 
 
 class CensusWebhookMiddleware:
@@ -48,7 +48,7 @@ class CensusWebhookMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             scope["type"] != "http"
-            or (_route_path(scope) if scope.get("root_path") else scope["path"]) != self.path
+            or (route_path(scope) if scope.get("root_path") else scope["path"]) != self.path
         ):
             await self.app(scope, receive, send)
             return
@@ -97,7 +97,8 @@ def client_address(scope: Scope) -> str | None:
     return str(client[0]) if client else None
 
 
-def _route_path(scope: Scope) -> str:
+def route_path(scope: Scope) -> str:
+    """The path below the app's mount point (``root_path``), whichever way the server gives it."""
     # Newer servers and Starlette >= 0.33 mounts keep the full path in "path" and
     # the prefix in "root_path"; older ones strip the prefix from "path". Like
     # Starlette's get_route_path, drop the prefix only where "path" carries it.

@@ -14,6 +14,7 @@ import contextlib
 from typing import TYPE_CHECKING
 
 from ..bodies import read_asgi_body
+from ..starlette import route_path
 from .core import InspectorCore
 from .messages import FORM_LIMIT, InspectorRequest
 
@@ -99,10 +100,7 @@ async def _stream(stream: LiveStream, receive: Receive, send: Send) -> None:
 
 def _request(scope: Scope, body: bytes) -> InspectorRequest:
     root: str = scope.get("root_path", "")
-    path: str = scope["path"]
-    # Starlette's Mount keeps the whole path in "path" (newer) or only the rest (older).
-    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
-        path = path[len(root) :]
+    path = route_path(scope)
     headers: dict[str, str] = {}
     for raw_name, raw_value in scope["headers"]:
         name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..answers import status_line
 from ..bodies import read_wsgi_body
+from ..wsgi import EnvironHeaders
 from .core import InspectorCore
 from .messages import FORM_LIMIT, InspectorRequest
 
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
     from .live import LiveStream
 
 __all__ = ["WSGIInspector"]
-
-_UNPREFIXED = {"CONTENT_TYPE": "content-type", "CONTENT_LENGTH": "content-length"}
 
 
 class WSGIInspector(InspectorCore):
@@ -62,18 +61,12 @@ def _chunks(stream: LiveStream) -> Iterator[bytes]:
 
 
 def _request(environ: WSGIEnvironment, body: bytes) -> InspectorRequest:
-    headers = {}
-    for key, value in environ.items():
-        if key.startswith("HTTP_"):
-            headers[key[5:].replace("_", "-").lower()] = value
-        elif key in _UNPREFIXED:
-            headers[_UNPREFIXED[key]] = value
     return InspectorRequest(
         method=environ["REQUEST_METHOD"],
         path=environ.get("PATH_INFO", ""),
         root=environ.get("SCRIPT_NAME", "").rstrip("/"),
         query=environ.get("QUERY_STRING", ""),
-        headers=headers,
+        headers=EnvironHeaders(environ),
         body=body,
         secure=environ.get("wsgi.url_scheme") == "https",
         raw=environ,
