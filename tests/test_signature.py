@@ -211,6 +211,7 @@ def test_secret_set_check_names_the_secret_that_signed() -> None:
     rotating = SecretSet(["whsec_new_one_0000", "whsec_census_test"])
     assert rotating.check(BODY, KNOWN) == 1
     assert rotating.check(bytearray(BODY), KNOWN.encode()) == 1
+    assert rotating.check(BODY, f"  {KNOWN}\r\n") == 1  # decoded, then matched: the same one
 
 
 @pytest.mark.parametrize(
