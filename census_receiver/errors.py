@@ -138,3 +138,23 @@ def missing_extra(exc: ModuleNotFoundError, needs: str, extra: str) -> ModuleNot
         f"{needs} ({exc.name} is missing): python3 -m pip install 'census-receiver[{extra}]'",
         name=exc.name,
     )
+
+
+def check_positive(name: str, value: object, *, unit: str = "", optional: bool = False) -> None:
+    """Refuse a setting that is not a positive number (``None`` is fine when ``optional``).
+
+    Args:
+        name: the setting, for the message.
+        value: its value.
+        unit: words after "a positive number", e.g. ``" of seconds"``.
+        optional: whether ``None`` is allowed.
+
+    Raises:
+        ConfigurationError: naming the setting and the wrong value's type.
+    """
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigurationError(
+            f"{name} must be a positive number{unit}, not {shown_value(value)}"
+        )

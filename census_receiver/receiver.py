@@ -152,8 +152,8 @@ class WebhookReceiver(Registration):
         self._secrets = SecretSet(secrets_from(secret))
         check_body_limit(max_body_size)
         kept_deadline = check_stores(dedup, dedup_key, journal, acknowledge, deadline)
-        check_positive("slow_handling", slow_handling)
-        check_positive("max_threads", max_threads, optional=False)
+        check_positive("slow_handling", slow_handling, optional=True)
+        check_positive("max_threads", max_threads)
         #: Bodies larger than this many bytes are answered 413.
         self.max_body_size: int = max_body_size
         #: The dedup store, or ``None``.

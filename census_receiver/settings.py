@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Literal
 
 from .dedup import DedupStore
-from .errors import ConfigurationError, shown_value
+from .errors import ConfigurationError, check_positive, shown_value
 
 if TYPE_CHECKING:
     from ._types import Secret
@@ -92,18 +92,6 @@ def secrets_from(secret: Secret | Sequence[Secret] | None) -> list[Secret]:
     )
 
 
-def check_positive(name: str, value: float | None, *, optional: bool = True) -> None:
-    """Check that ``value`` is a positive number (or ``None``, when ``optional``).
-
-    Raises:
-        ConfigurationError: naming ``name`` and the wrong value's type.
-    """
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigurationError(f"{name} must be a positive number, not {shown_value(value)}")
-
-
 def workspace_ids(allowed: object) -> frozenset[int] | None:
     """``allowed_workspaces`` as a set of ids (``None`` stays ``None``).
 
@@ -142,7 +130,7 @@ def check_deadline(deadline: float | None) -> float | None:
     Raises:
         ConfigurationError: for a wrong value.
     """
-    check_positive("deadline", deadline)
+    check_positive("deadline", deadline, optional=True)
     if deadline is not None and deadline >= 10:
         raise ConfigurationError(
             "deadline must be under 10 seconds: Census gives up on a delivery after 10 s"

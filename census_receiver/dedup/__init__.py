@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeAlias, runtime_checkable
 
-from ..errors import ConfigurationError, shown_value
+from ..errors import ConfigurationError, check_positive
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -172,11 +172,8 @@ def check_durations(ttl: float, lease: float) -> None:
     Raises:
         ConfigurationError: naming the setting at fault.
     """
-    for name, value in (("ttl", ttl), ("lease", lease)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise ConfigurationError(
-                f"{name} must be a positive number of seconds, not {shown_value(value)}"
-            )
+    check_positive("ttl", ttl, unit=" of seconds")
+    check_positive("lease", lease, unit=" of seconds")
     if lease > ttl:
         raise ConfigurationError("lease must not be longer than ttl")
 

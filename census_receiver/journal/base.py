@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..answers import JOURNAL_UNAVAILABLE, Answer, Outcome
 from ..dedup import Claim, ClaimState
-from ..errors import ConfigurationError, DedupUnavailable, shown_value
+from ..errors import ConfigurationError, DedupUnavailable, check_positive, shown_value
 from . import sql
 from .host import Cursor, Notes
 from .reading import REJECTIONS_KEPT, DeliveryLog
@@ -86,13 +86,6 @@ _STATUS_OF_REASON = {
 }
 
 
-def _check_seconds(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigurationError(
-            f"{name} must be a positive number of seconds, not {shown_value(value)}"
-        )
-
-
 class Journal(RunLog, DeliveryLog, WorkQueue):
     """The SQL and logic every journal backend shares; see the module docstring.
 
@@ -134,9 +127,9 @@ class Journal(RunLog, DeliveryLog, WorkQueue):
         backoff: float = DEFAULT_BACKOFF,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        _check_seconds("lease", lease)
-        _check_seconds("retention", retention)
-        _check_seconds("backoff", backoff)
+        check_positive("lease", lease, unit=" of seconds")
+        check_positive("retention", retention, unit=" of seconds")
+        check_positive("backoff", backoff, unit=" of seconds")
         if isinstance(max_tries, bool) or not isinstance(max_tries, int) or max_tries < 1:
             raise ConfigurationError(f"max_tries must be 1 or more, not {shown_value(max_tries)}")
         self.lease = lease
