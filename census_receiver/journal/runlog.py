@@ -69,7 +69,8 @@ class RunLog(JournalHost):
                 cur.execute(sql.SET_COMPLETED_STATUS, (status, event.sync_run_id))
                 completed_status = status
         status, finished_at = _status_of(row, completed_status)
-        cur.execute(sql.SET_RUN_STATUS, (status, finished_at, event.sync_run_id))
+        if (status, finished_at) != (row[9], row[10]):  # most events change neither
+            cur.execute(sql.SET_RUN_STATUS, (status, finished_at, event.sync_run_id))
 
     def take_finish(self, cur: Any, sync_run_id: int | None, token: str) -> RunRecord | None:
         """Take the finish lease of a run that finished and whose hooks have not run."""
