@@ -26,6 +26,7 @@ __all__ = [
     "RunAlert",
     "RunRecord",
     "SyncHealth",
+    "duration_text",
     "health_of",
     "run_status",
     "summarize",
@@ -238,3 +239,28 @@ def summarize(sync_id: int, runs: Iterable[tuple[str, float | None, float | None
 
 def _utc(timestamp: float | None) -> datetime | None:
     return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
+
+
+def duration_text(seconds: float | None) -> str:
+    """A duration for people: ``0.4 s``, ``31 s``, ``2 min 5 s``, ``2 h``, ``1 d 4 h``.
+
+    Args:
+        seconds: the duration, or ``None``.
+
+    Returns:
+        The text; ``-`` for ``None``.
+    """
+    if seconds is None:
+        return "-"
+    if seconds < 9.95:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    parts = (
+        (whole // 86400, "d"),
+        (whole % 86400 // 3600, "h"),
+        (whole % 3600 // 60, "min"),
+        (whole % 60, "s"),
+    )
+    # The largest unit that is not 0, then the next one unless it is 0: "2 h", "2 h 5 min".
+    first = next(i for i, (count, _) in enumerate(parts) if count)
+    return " ".join(f"{count} {unit}" for count, unit in parts[first : first + 2] if count)

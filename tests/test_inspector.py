@@ -1015,7 +1015,14 @@ def test_timeline_gives_a_tiny_segment_one_percent_and_none_zero() -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "shown"),
-    [(None, "\u2013"), (0.42, "0.4 s"), (12.4, "12 s"), (184, "3 min 4 s"), (7500, "2 h 5 min")],
+    [
+        (None, "\u2013"),
+        (0.42, "0.4 s"),
+        (12.4, "12 s"),
+        (184, "3 min 4 s"),
+        (7500, "2 h 5 min"),
+        (259_200, "3 d"),  # a stuck run: days, as the command line says
+    ],
 )
 def test_duration_is_shown_in_the_largest_sensible_units(seconds: float | None, shown: str) -> None:
     assert duration(seconds) == shown

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..journal.runlog import HEALTH_WINDOW
+from ..runs import duration_text
 from .app import add_source_arguments, reading_journal
 from .common import EXIT_INPUT, EXIT_OK, EXIT_USAGE, CommandFailed, add_limit_argument
 from .tables import add_json_argument, cell, json_data, print_facts, print_table, time_cell
@@ -77,31 +78,6 @@ def parse_duration(value: str) -> timedelta:
         return timedelta(seconds=float(match["number"]) * _UNITS[match["unit"]])
     except OverflowError:
         raise argparse.ArgumentTypeError(f"too long a duration: {value!r}") from None
-
-
-def duration_text(seconds: float | None) -> str:
-    """A duration for people: ``0.4 s``, ``31 s``, ``2 min 5 s``, ``2 h``, ``1 d 4 h``.
-
-    Args:
-        seconds: the duration, or ``None``.
-
-    Returns:
-        The text; ``-`` for ``None``.
-    """
-    if seconds is None:
-        return "-"
-    if seconds < 9.95:
-        return f"{seconds:.1f} s"
-    whole = round(seconds)
-    parts = (
-        (whole // 86400, "d"),
-        (whole % 86400 // 3600, "h"),
-        (whole % 3600 // 60, "min"),
-        (whole % 60, "s"),
-    )
-    # The largest unit that is not 0, then the next one unless it is 0: "2 h", "2 h 5 min".
-    first = next(i for i, (count, _) in enumerate(parts) if count)
-    return " ".join(f"{count} {unit}" for count, unit in parts[first : first + 2] if count)
 
 
 def add_parsers(commands: Subcommands) -> None:

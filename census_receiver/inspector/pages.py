@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from ..runs import duration_text
+
 if TYPE_CHECKING:
     from ..journal import DeliveryRecord
     from ..runs import RunRecord
@@ -89,17 +91,8 @@ def when(value: datetime | None) -> str:
 
 
 def duration(seconds: float | None) -> str:
-    """``0.4 s``, ``12 s``, ``3 min 4 s``, ``2 h 5 min``; ``NONE`` for ``None``."""
-    if seconds is None:
-        return NONE
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole} s"
-    if whole < 3600:
-        return f"{whole // 60} min {whole % 60} s"
-    return f"{whole // 3600} h {whole % 3600 // 60} min"
+    """A duration as ``census-receiver runs`` writes it (``duration_text``), ``NONE`` if none."""
+    return NONE if seconds is None else duration_text(seconds)
 
 
 def size(n: int) -> str:
