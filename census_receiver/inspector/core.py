@@ -329,7 +329,7 @@ def _read_static(name: str) -> bytes:
 
 def _is_page(path: str) -> bool:
     """Whether ``path`` is one of the inspector's pages (views, a delivery, its replay)."""
-    if path in ("", "/", "/live", "/rejections", "/runs"):
+    if path == "" or path in _VIEWS:
         return True
     parts = path.strip("/").split("/")
     return parts[0] == "deliveries" and (
