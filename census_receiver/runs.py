@@ -17,6 +17,7 @@ A run is finished at the first of ``sync.completed``, ``sync.success`` and
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ __all__ = [
     "RunRecord",
     "SyncHealth",
     "duration_text",
+    "from_timestamp",
     "health_of",
     "run_status",
     "summarize",
@@ -216,13 +218,7 @@ def summarize(sync_id: int, runs: Iterable[tuple[str, float | None, float | None
         finished += 1
         if duration is not None:
             durations.append(duration)
-    median = None
-    if durations:
-        ordered = sorted(durations)
-        middle = len(ordered) // 2
-        median = (
-            ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-        )
+    median = statistics.median(durations) if durations else None
     return SyncHealth(
         sync_id=sync_id,
         runs=finished,
@@ -231,14 +227,15 @@ def summarize(sync_id: int, runs: Iterable[tuple[str, float | None, float | None
         success_rate=succeeded / finished if finished else None,
         median_duration=median,
         p95_duration=_percentile(durations, 0.95),
-        last_success=_utc(last_success),
-        last_failure=_utc(last_failure),
+        last_success=from_timestamp(last_success),
+        last_failure=from_timestamp(last_failure),
         open_runs=open_runs,
     )
 
 
-def _utc(timestamp: float | None) -> datetime | None:
-    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
+def from_timestamp(value: float | None) -> datetime | None:
+    """A stored epoch time as a UTC ``datetime`` (``None`` stays ``None``)."""
+    return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
 def duration_text(seconds: float | None) -> str:

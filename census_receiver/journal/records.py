@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..dedup import Claim
+from ..runs import from_timestamp
 
 if TYPE_CHECKING:
     from ..runs import RunRecord
@@ -38,11 +39,6 @@ __all__ = [
 STATUSES = ("pending", "running", "handled", "ignored", "failed", "dropped", "refused")
 #: Statuses after which a Census retry is a duplicate.
 DONE_STATUSES = frozenset({"handled", "ignored", "dropped"})
-
-
-def from_timestamp(value: float | None) -> datetime | None:
-    """A stored epoch time as a UTC ``datetime`` (``None`` stays ``None``)."""
-    return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
 @dataclass(frozen=True, slots=True)
